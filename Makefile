@@ -1,0 +1,33 @@
+# The README's two commands: `make repro` (the pipeline) and `make test` (the suite
+# under every backend). Both build .venv/ from requirements.lock first.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+BACKENDS := tensorflow jax torch
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test repro lock lint
+
+setup: $(STAMP)
+
+# Rebuilt only when the lock file or the project's metadata change.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --disable-pip-version-check -q -r requirements.lock
+	$(PYTHON) -m pip install --disable-pip-version-check -q --no-deps -e .
+	touch $@
+
+test: setup
+	@status=0; for backend in $(BACKENDS); do \
+		echo "=== pytest on KERAS_BACKEND=$$backend ==="; \
+		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
+
+repro: setup
+	$(VENV)/bin/dvc repro
+
+lint: setup
+	$(VENV)/bin/ruff check bnk pipeline tests benchmarks
+
+# Re-pin every package from what is installed in .venv (after a deliberate upgrade).
+lock:
+	$(PYTHON) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock

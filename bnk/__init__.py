@@ -1,0 +1,6 @@
+"""bnk: batch normalization written once in Keras 3, for TensorFlow, JAX and PyTorch."""
+
+from bnk.batch_norm import BatchNorm
+from bnk.cnn import CNN
+
+__all__ = ["BatchNorm", "CNN"]

@@ -1,0 +1,275 @@
+"""`BatchNorm`: batch normalization as a Keras 3 layer, on every backend."""
+
+import numbers
+
+import keras
+from keras import constraints, initializers, ops, regularizers
+
+from bnk.functional import moments, normalize
+
+
+@keras.saving.register_keras_serializable(package="bnk")
+class BatchNorm(keras.layers.Layer):
+    """Batch normalization (Ioffe & Szegedy, 2015), written with `keras.ops` only.
+
+    In training mode the layer normalizes with the batch's mean and biased
+    variance over every axis but `axis`, and updates the moving statistics:
+    `moving = moving * momentum + batch * (1 - momentum)`. In inference mode
+    it normalizes with the moving statistics. Gradients flow through the batch
+    statistics.
+
+    It is a drop-in for `keras.layers.BatchNormalization`: the same weights in
+    the same order (`gamma`, `beta`, `moving_mean`, `moving_variance`), so
+    `get_weights()` / `set_weights()` move between the two, and the same
+    training-mode rules (`trainable=False` freezes the layer *and* puts it in
+    inference mode). Where it differs, on purpose:
+
+    - `momentum` defaults to 0.9, the seed tutorial's decay; Keras uses 0.99.
+    - The variance is always computed in two passes (see
+      `bnk.functional.moments`), so inputs with a large mean keep their
+      precision on every backend; Keras's layer on torch does not.
+    - An all-masked batch leaves the moving statistics untouched and is
+      normalized with them, instead of pulling them towards zero.
+    - `unbiased_moving_variance=True` gives the paper's population variance.
+
+    Args:
+        axis: the channel axis, which keeps its own statistics and its own
+            `gamma` and `beta`. -1 (the default) for channels_last, 1 for
+            channels_first.
+        momentum: weight of the old value in the moving averages, in [0, 1).
+            Default 0.9 (Keras: 0.99).
+        epsilon: added to the variance before the square root, > 0.
+            Default 1e-3.
+        center: if True, add the learned offset `beta`.
+        scale: if True, multiply by the learned scale `gamma`.
+        beta_initializer: initializer of `beta`, default "zeros".
+        gamma_initializer: initializer of `gamma`, default "ones".
+        moving_mean_initializer: initializer of `moving_mean`, default "zeros".
+        moving_variance_initializer: initializer of `moving_variance`,
+            default "ones".
+        beta_regularizer: optional regularizer of `beta`.
+        gamma_regularizer: optional regularizer of `gamma`.
+        beta_constraint: optional constraint of `beta`.
+        gamma_constraint: optional constraint of `gamma`.
+        unbiased_moving_variance: if True, the moving variance averages
+            `m / (m - 1) * batch_variance`, m being the number of entries per
+            channel (the paper's Algorithm 2, and PyTorch's behaviour). The
+            batch itself is always normalized with the biased variance.
+            Default False, as in Keras.
+        **kwargs: base layer arguments (`name`, `dtype`, `trainable`, ...).
+
+    Call arguments:
+        inputs: a floating tensor of any rank >= 2.
+        training: True for training mode, False or None for inference mode.
+        mask: optional boolean tensor of rank one less than `inputs`, without
+            the channel axis; masked-out entries are left out of the batch
+            statistics. Inference ignores it.
+
+    Mixed precision: the weights are float32 and the statistics are computed
+    in float32 whatever the input dtype; the output has the layer's compute
+    dtype (float16 under `mixed_float16`, for example).
+    """
+
+    def __init__(
+        self,
+        axis=-1,
+        momentum=0.9,
+        epsilon=1e-3,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        moving_mean_initializer="zeros",
+        moving_variance_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        unbiased_moving_variance=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+            raise ValueError(f"`axis` must be an integer, got axis={axis!r}.")
+        if not isinstance(momentum, numbers.Real) or not 0.0 <= momentum < 1.0:
+            raise ValueError(
+                f"`momentum` must be in [0, 1), got momentum={momentum!r}."
+            )
+        if not isinstance(epsilon, numbers.Real) or not epsilon > 0.0:
+            raise ValueError(f"`epsilon` must be > 0, got epsilon={epsilon!r}.")
+        self.axis = int(axis)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = center
+        self.scale = scale
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(
+            moving_variance_initializer
+        )
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+        self.unbiased_moving_variance = bool(unbiased_moving_variance)
+        self.supports_masking = True
+        self.gamma = None
+        self.beta = None
+
+    def _channel_axis(self, rank):
+        if not -rank <= self.axis < rank:
+            raise ValueError(
+                f"`axis`={self.axis} is out of range for inputs of rank {rank} "
+                f"(valid: {-rank} to {rank - 1})."
+            )
+        return self.axis % rank
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        channels = input_shape[self._channel_axis(rank)]
+        if channels is None:
+            raise ValueError(
+                f"The channel axis {self.axis} of the input must have a known "
+                f"size, got input shape {tuple(input_shape)}."
+            )
+        shape = (channels,)
+        if self.scale:
+            self.gamma = self.add_weight(
+                shape=shape,
+                name="gamma",
+                initializer=self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+                trainable=True,
+                autocast=False,
+            )
+        if self.center:
+            self.beta = self.add_weight(
+                shape=shape,
+                name="beta",
+                initializer=self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+                trainable=True,
+                autocast=False,
+            )
+        self.moving_mean = self.add_weight(
+            shape=shape,
+            name="moving_mean",
+            initializer=self.moving_mean_initializer,
+            trainable=False,
+            autocast=False,
+        )
+        self.moving_variance = self.add_weight(
+            shape=shape,
+            name="moving_variance",
+            initializer=self.moving_variance_initializer,
+            trainable=False,
+            autocast=False,
+        )
+
+    def _check_inputs(self, inputs, mask):
+        rank = len(inputs.shape)
+        channel_axis = self._channel_axis(rank)
+        channels = self.moving_mean.shape[0]
+        if inputs.shape[channel_axis] not in (None, channels):
+            raise ValueError(
+                f"Input size {inputs.shape[channel_axis]} along axis "
+                f"{self.axis} differs from the {channels} channels the layer "
+                f"was built for (input shape {tuple(inputs.shape)})."
+            )
+        if mask is not None and len(mask.shape) != rank - 1:
+            raise ValueError(
+                f"The mask must have rank {rank - 1} (the input's rank less "
+                f"the channel axis), got mask shape {tuple(mask.shape)} for "
+                f"input shape {tuple(inputs.shape)}."
+            )
+        return channel_axis
+
+    def _broadcast(self, channel_vector, rank, channel_axis):
+        shape = [1] * rank
+        shape[channel_axis] = -1
+        return ops.reshape(channel_vector, shape)
+
+    def call(self, inputs, training=None, mask=None):
+        channel_axis = self._check_inputs(inputs, mask)
+        rank = len(inputs.shape)
+        # float16/bfloat16 overflow and lose digits in the statistics.
+        inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+
+        def per_channel(variable):
+            if variable is None:
+                return None
+            value = ops.cast(variable, inputs.dtype)
+            return self._broadcast(value, rank, channel_axis)
+
+        moving_mean = per_channel(self.moving_mean)
+        moving_variance = per_channel(self.moving_variance)
+
+        if training and self.trainable:
+            if mask is not None:
+                mask = ops.expand_dims(mask, axis=channel_axis)
+            reduction_axes = [a for a in range(rank) if a != channel_axis]
+            mean, variance, count = moments(inputs, reduction_axes, mask)
+            if mask is not None:
+                has_data = count > 0
+                mean = ops.where(has_data, mean, moving_mean)
+                variance = ops.where(has_data, variance, moving_variance)
+            population_variance = variance
+            if self.unbiased_moving_variance:
+                population_variance = variance * (
+                    count / ops.maximum(count - 1.0, 1.0)
+                )
+            self.moving_mean.assign(
+                ops.reshape(
+                    moving_mean * self.momentum + mean * (1.0 - self.momentum),
+                    self.moving_mean.shape,
+                )
+            )
+            self.moving_variance.assign(
+                ops.reshape(
+                    moving_variance * self.momentum
+                    + population_variance * (1.0 - self.momentum),
+                    self.moving_variance.shape,
+                )
+            )
+        else:
+            mean, variance = moving_mean, moving_variance
+
+        outputs = normalize(
+            inputs,
+            mean,
+            variance,
+            per_channel(self.gamma),
+            per_channel(self.beta),
+            self.epsilon,
+        )
+        return ops.cast(outputs, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        self._channel_axis(len(input_shape))
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": initializers.serialize(self.beta_initializer),
+            "gamma_initializer": initializers.serialize(self.gamma_initializer),
+            "moving_mean_initializer": initializers.serialize(
+                self.moving_mean_initializer
+            ),
+            "moving_variance_initializer": initializers.serialize(
+                self.moving_variance_initializer
+            ),
+            "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": constraints.serialize(self.beta_constraint),
+            "gamma_constraint": constraints.serialize(self.gamma_constraint),
+            "unbiased_moving_variance": self.unbiased_moving_variance,
+        }

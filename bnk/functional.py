@@ -1,0 +1,63 @@
+"""The mathematics of batch normalization, free of any layer bookkeeping.
+
+Ioffe & Szegedy (2015), Algorithm 1: per channel, the batch mean and the biased
+batch variance, then ``gamma * (x - mean) / sqrt(variance + epsilon) + beta``.
+"""
+
+from keras import ops
+
+
+def moments(x, axes, mask=None):
+    """Batch mean and biased variance of ``x`` over ``axes``, in two passes.
+
+    The variance is the mean of squared deviations from the mean, never
+    ``E[x^2] - E[x]^2``: the one-pass form cancels catastrophically in float32
+    once the mean is large against the spread (Keras's own BN on torch loses
+    every digit at mean 1e4).
+
+    Args:
+        x: floating tensor.
+        axes: the axes to reduce (all but the channel axis).
+        mask: optional tensor broadcastable to ``x``; entries where it is zero
+            are left out of both statistics.
+
+    Returns:
+        ``(mean, variance, count)``: mean and variance keep the reduced axes
+        (size 1) so they broadcast against ``x``; ``count`` is the number of
+        entries per channel that entered the statistics (a float scalar).
+    """
+    if mask is None:
+        mean = ops.mean(x, axis=axes, keepdims=True)
+        variance = ops.mean(ops.square(x - mean), axis=axes, keepdims=True)
+        count = 1
+        for axis in axes:
+            count = count * ops.shape(x)[axis]
+        return mean, variance, ops.cast(count, x.dtype)
+    weights = ops.cast(ops.broadcast_to(mask, ops.shape(x)), x.dtype)
+    total = ops.sum(weights, axis=axes, keepdims=True)
+    # An all-masked batch has no statistics; divide by one instead of zero so
+    # the result stays finite, and let the caller decide what to do with it.
+    safe_total = ops.maximum(total, 1.0)
+    mean = ops.sum(x * weights, axis=axes, keepdims=True) / safe_total
+    variance = (
+        ops.sum(ops.square(x - mean) * weights, axis=axes, keepdims=True)
+        / safe_total
+    )
+    count = ops.max(total)
+    return mean, variance, count
+
+
+def normalize(x, mean, variance, gamma, beta, epsilon):
+    """``gamma * (x - mean) / sqrt(variance + epsilon) + beta``.
+
+    ``x - mean`` is taken first, before any scaling, so inputs far from zero
+    keep their precision. ``gamma`` and ``beta`` may be ``None`` (no scale, no
+    centre).
+    """
+    scale = ops.rsqrt(variance + epsilon)
+    if gamma is not None:
+        scale = scale * gamma
+    outputs = (x - mean) * scale
+    if beta is not None:
+        outputs = outputs + beta
+    return outputs

@@ -1,0 +1,83 @@
+"""Numerically hard inputs: bnk stays finite and exact where Keras's BN may not."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import to_numpy
+
+import bnk
+
+
+def test_large_mean_gives_unit_standard_deviation(rng):
+    # Keras's own layer on torch returns NaN here (one-pass variance).
+    x = (rng.normal(0.0, 1.0, (4096, 3)) + 1e4).astype("float32")
+    layer = bnk.BatchNorm(momentum=0.0)
+    y = to_numpy(layer(x, training=True))
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y.std(axis=0), 1.0, atol=1e-3)
+    np.testing.assert_allclose(to_numpy(layer.moving_variance), x.astype("float64").var(axis=0), rtol=1e-3)
+
+
+def test_batch_of_one_is_finite(rng):
+    layer = bnk.BatchNorm()
+    y = to_numpy(layer(rng.normal(size=(1, 5)).astype("float32"), training=True))
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y, 0.0, atol=1e-6)  # variance 0: output is beta
+
+
+def test_constant_channel_is_finite(rng):
+    x = rng.normal(size=(8, 4, 4, 3)).astype("float32")
+    x[..., 1] = 7.0
+    layer = bnk.BatchNorm()
+    y = to_numpy(layer(x, training=True))
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y[..., 1], 0.0, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(layer.moving_mean)[1], 0.7, rtol=1e-6)
+
+
+def test_large_float16_inputs(rng):
+    # Squares of these overflow float16 (max 65504): statistics must be float32.
+    x = (rng.normal(0.0, 300.0, (64, 4)) + 3e4).astype("float16")
+    layer = bnk.BatchNorm(momentum=0.0)
+    y = to_numpy(layer(x, training=True))
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y.std(axis=0), 1.0, atol=1e-3)
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), x.astype("float64").mean(axis=0), rtol=1e-6)
+
+
+def test_all_masked_input_keeps_moving_statistics(rng):
+    layer = bnk.BatchNorm()
+    x = rng.normal(size=(2, 5, 3)).astype("float32")
+    mask = np.zeros((2, 5), dtype=bool)
+    y = to_numpy(layer(x, training=True, mask=mask))
+    assert np.all(np.isfinite(y))
+    np.testing.assert_array_equal(to_numpy(layer.moving_mean), np.zeros(3))
+    np.testing.assert_array_equal(to_numpy(layer.moving_variance), np.ones(3))
+    np.testing.assert_allclose(y, to_numpy(layer(x, training=False)), rtol=1e-6)
+
+
+def test_masked_entries_are_left_out_of_statistics(rng):
+    x = rng.normal(size=(2, 6, 3)).astype("float32")
+    mask = np.ones((2, 6), dtype=bool)
+    mask[:, 4:] = False
+    x_masked = x.copy()
+    x_masked[:, 4:] = 1e6  # would dominate the statistics if counted
+    layer = bnk.BatchNorm(momentum=0.0)
+    y = to_numpy(layer(x_masked, training=True, mask=mask))
+    valid = x[:, :4].reshape(-1, 3)
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), valid.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y[:, :4].reshape(-1, 3).std(axis=0), 1.0, atol=1e-2)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(rng, policy):
+    keras.config.set_dtype_policy(policy)
+    layer = bnk.BatchNorm(momentum=0.0)
+    x = (rng.normal(0.0, 50.0, (128, 4)) + 2e3).astype("float32")
+    y = layer(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == policy.split("_")[1]
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)
+    # The statistics come from the low-precision input, accumulated in float32.
+    x_low = to_numpy(keras.ops.cast(x, policy.split("_")[1])).astype("float64")
+    np.testing.assert_allclose(to_numpy(layer.moving_variance), x_low.var(axis=0), rtol=1e-4)
+    np.testing.assert_allclose(to_numpy(y).astype("float64").std(axis=0), 1.0, atol=2e-2)
