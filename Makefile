@@ -22,8 +22,9 @@ test: setup
 		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
+# The stages run `python`: the project's own interpreter comes first on PATH.
 repro: setup
-	$(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
 
 lint: setup
 	$(VENV)/bin/ruff check bnk pipeline tests benchmarks

@@ -1,0 +1,63 @@
+"""What ran a stage: backend, library versions and device, for metrics and reports."""
+
+import importlib.metadata
+import os
+import platform
+
+import keras
+
+BACKEND_PACKAGES = {"tensorflow": "tensorflow-cpu", "jax": "jax", "torch": "torch"}
+
+
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device():
+    """The accelerator the backend computes on, else the CPU and its core count."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        first = jax.devices()[0]
+        if first.platform != "cpu":
+            return f"{first.platform}: {first.device_kind}"
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda: {torch.cuda.get_device_name(0)}"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            return f"gpu: {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
+    return f"cpu: {_cpu_name()} ({os.cpu_count()} cores)"
+
+
+def describe():
+    backend = keras.backend.backend()
+    package = BACKEND_PACKAGES[backend]
+    version = _version(package) or _version(backend)
+    return {
+        "backend": backend,
+        "keras_version": keras.__version__,
+        "backend_version": version,
+        "python_version": platform.python_version(),
+        "device": device(),
+    }

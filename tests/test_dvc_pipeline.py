@@ -1,0 +1,96 @@
+"""End to end: the real `dvc repro` in a scratch copy of the project, tiny params.
+
+Each backend's run of the suite trains on its own backend, then switches to the next
+one (so the three runs together cover every backend and every switch), then back.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+from conftest import BACKENDS
+from fake_mnist import fake_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["bnk", "pipeline", "notebooks", "dvc.yaml", "params.yaml", ".dvc/config",
+                 ".dvcignore", ".gitignore"]
+
+
+def run(command, cwd, backend, check=True):
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        # The stages' `python` is this interpreter.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A git repository holding a copy of the project, tiny params and a local MNIST."""
+    root = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, root / name)
+    mnist_file = root.parent / "mnist.npz"
+    np.savez(mnist_file, **fake_mnist())
+    config = yaml.safe_load((ROOT / "params.yaml").read_text())
+    config["fetch"]["sources"] = ["file"]
+    config["fetch"]["file"] = {
+        "path": str(mnist_file),
+        "sha256": hashlib.sha256(mnist_file.read_bytes()).hexdigest(),
+    }
+    config["train"].update(epochs=1, limit=512)
+    (root / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for command in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"]):
+        subprocess.run(command, cwd=root, check=True)
+    return root
+
+
+def trained_on(project):
+    return json.loads((project / "metrics/train.json").read_text())["backend"]
+
+
+def test_backend_switch_reruns_and_switching_back_restores(project):
+    first = keras.backend.backend()
+    second = BACKENDS[(BACKENDS.index(first) + 1) % len(BACKENDS)]
+    dvc = [str(Path(sys.executable).parent / "dvc"), "repro"]
+
+    run(dvc, project, first)
+    assert trained_on(project) == first
+    evaluated = json.loads((project / "metrics/eval.json").read_text())
+    assert evaluated["backend"] == first and evaluated["test_images"] == 10_000
+    assert run(dvc, project, first).stdout.count("Running stage 'train'") == 0
+
+    switched = run(dvc, project, second).stdout
+    assert "Running stage 'train'" in switched and "Running stage 'fetch'" not in switched
+    assert trained_on(project) == second
+
+    back = run(dvc, project, first).stdout
+    assert "Stage 'train' is cached - skipping run, checking out outputs" in back
+    assert "Running stage 'train'" not in back
+    assert trained_on(project) == first
+
+
+def test_unknown_backend_fails_at_once_naming_it(project):
+    result = run([str(Path(sys.executable).parent / "dvc"), "repro"], project, "theano",
+                 check=False)
+    assert result.returncode != 0
+    assert "Unknown KERAS_BACKEND='theano'" in result.stdout + result.stderr
