@@ -114,7 +114,7 @@ def train(config, backend):
         epochs=config["epochs"],
         validation_data=(x_val, y_val),
         callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=1,
     )
     seconds = time.perf_counter() - start
     header, rows = history_rows(log)
