@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import yaml
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
@@ -13,6 +14,35 @@ def _seeded():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
+
+
+# Pipeline params small enough for a test, and a scratch project that uses them.
+TINY = {
+    "seed": 3,
+    "train": {
+        "epochs": 2, "batch_size": 32, "learning_rate": 1e-3, "limit": None,
+        "validation": 64, "momentum": 0.9, "epsilon": 1e-3, "dropout": 0.5,
+    },
+    "evaluate": {"batch_size": 50},
+    "parity": {"steps": 3, "batch_size": 16, "learning_rate": 1e-3},
+    "report": {"backends": [keras.backend.backend()], "inference_batch": 50},
+}
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, rng):
+    """A scratch project: params.yaml and a small data/mnist.npz."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    (tmp_path / "data").mkdir()
+    np.savez(
+        tmp_path / "data/mnist.npz",
+        x_train=rng.integers(0, 256, (256, 28, 28), dtype=np.uint8),
+        y_train=rng.integers(0, 10, 256).astype(np.uint8),
+        x_test=rng.integers(0, 256, (100, 28, 28), dtype=np.uint8),
+        y_test=rng.integers(0, 10, 100).astype(np.uint8),
+    )
+    return tmp_path
 
 
 @pytest.fixture

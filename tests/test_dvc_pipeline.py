@@ -57,6 +57,8 @@ def project(tmp_path_factory):
         "sha256": hashlib.sha256(mnist_file.read_bytes()).hexdigest(),
     }
     config["train"].update(epochs=1, limit=512)
+    config["parity"].update(steps=3)
+    config["report"]["backends"] = [keras.backend.backend()]
     (root / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"]):
@@ -68,29 +70,41 @@ def trained_on(project):
     return json.loads((project / "metrics/train.json").read_text())["backend"]
 
 
+def dvc(*arguments):
+    return [str(Path(sys.executable).parent / "dvc"), *arguments]
+
+
 def test_backend_switch_reruns_and_switching_back_restores(project):
     first = keras.backend.backend()
     second = BACKENDS[(BACKENDS.index(first) + 1) % len(BACKENDS)]
-    dvc = [str(Path(sys.executable).parent / "dvc"), "repro"]
+    repro = dvc("repro", "evaluate")
 
-    run(dvc, project, first)
+    run(repro, project, first)
     assert trained_on(project) == first
     evaluated = json.loads((project / "metrics/eval.json").read_text())
     assert evaluated["backend"] == first and evaluated["test_images"] == 10_000
-    assert run(dvc, project, first).stdout.count("Running stage 'train'") == 0
+    assert run(repro, project, first).stdout.count("Running stage 'train'") == 0
 
-    switched = run(dvc, project, second).stdout
+    switched = run(repro, project, second).stdout
     assert "Running stage 'train'" in switched and "Running stage 'fetch'" not in switched
     assert trained_on(project) == second
 
-    back = run(dvc, project, first).stdout
+    back = run(repro, project, first).stdout
     assert "Stage 'train' is cached - skipping run, checking out outputs" in back
     assert "Running stage 'train'" not in back
     assert trained_on(project) == first
 
 
+def test_whole_pipeline_renders_the_report(project):
+    backend = keras.backend.backend()
+    run(dvc("repro"), project, backend)
+    assert (project / f"reports/{backend}.html").stat().st_size > 0
+    assert json.loads((project / f"metrics/parity/{backend}.json").read_text())["steps"] == 3
+    # Everything is up to date but the stage that by design always runs.
+    assert set(json.loads(run(dvc("status", "--json"), project, backend).stdout)) <= {"backend"}
+
+
 def test_unknown_backend_fails_at_once_naming_it(project):
-    result = run([str(Path(sys.executable).parent / "dvc"), "repro"], project, "theano",
-                 check=False)
+    result = run(dvc("repro"), project, "theano", check=False)
     assert result.returncode != 0
     assert "Unknown KERAS_BACKEND='theano'" in result.stdout + result.stderr

@@ -6,35 +6,10 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from conftest import TINY
 
 from pipeline import backend, evaluate, params, train
 from pipeline.atomic import atomic_path
-
-TINY = {
-    "seed": 3,
-    "train": {
-        "epochs": 2, "batch_size": 32, "learning_rate": 1e-3, "limit": None,
-        "validation": 64, "momentum": 0.9, "epsilon": 1e-3, "dropout": 0.5,
-    },
-    "evaluate": {"batch_size": 50},
-}
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch, rng):
-    """A scratch project: params.yaml and a small data/mnist.npz."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
-    (tmp_path / "data").mkdir()
-    np.savez(
-        tmp_path / "data/mnist.npz",
-        x_train=rng.integers(0, 256, (256, 28, 28), dtype=np.uint8),
-        y_train=rng.integers(0, 10, 256).astype(np.uint8),
-        x_test=rng.integers(0, 256, (100, 28, 28), dtype=np.uint8),
-        y_test=rng.integers(0, 10, 100).astype(np.uint8),
-    )
-    return tmp_path
-
 
 def write_params(path, **changes):
     config = json.loads(json.dumps(TINY))

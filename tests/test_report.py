@@ -1,0 +1,54 @@
+"""The results notebook, executed by papermill in a real Jupyter kernel."""
+
+import json
+from pathlib import Path
+
+import keras
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from pipeline import evaluate, parity, report, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def kernel_env(monkeypatch):
+    """The kernel runs in the scratch project; `pipeline` comes from this checkout."""
+    monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+
+
+def test_results_notebook_renders_on_tiny_data(workdir, kernel_env):
+    train.main()
+    evaluate.main()
+    parity.main()
+    report.main(ROOT / report.NOTEBOOK)
+    backend = keras.backend.backend()
+    executed = nbformat.read(workdir / f"reports/{backend}.ipynb", as_version=4)
+    outputs = json.dumps([cell.get("outputs", []) for cell in executed.cells])
+    assert "largest probability difference" in outputs
+    assert f"backend executing this notebook | {backend}" in outputs
+    assert outputs.count("image/png") == 5  # curves, confusion, grid, BN, parity
+    html = (workdir / f"reports/{backend}.html").read_text()
+    assert "Cross-backend training parity" in html
+    assert "load_model(" not in html  # code hidden: it reads as a report
+
+
+def test_failing_notebook_exits_nonzero_and_is_kept(workdir, kernel_env):
+    broken = workdir / "broken.ipynb"
+    nbformat.write(
+        new_notebook(
+            cells=[new_code_cell("raise ValueError('bad cell ran')")],
+            metadata={"kernelspec": {"name": "python3", "language": "python",
+                                     "display_name": "Python 3"}},
+        ),
+        broken,
+    )
+    with pytest.raises(SystemExit, match="ValueError: bad cell ran"):
+        report.main(broken)
+    backend = keras.backend.backend()
+    kept = (workdir / f"reports/{backend}.ipynb").read_text()
+    assert "bad cell ran" in kept and "An Exception was encountered" in kept
+    assert not (workdir / f"reports/{backend}.html").exists()
