@@ -90,7 +90,7 @@ class BatchNorm(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
-            raise ValueError(f"`axis` must be an integer, got axis={axis!r}.")
+            raise TypeError(f"`axis` must be an integer, got axis={axis!r}.")
         if not isinstance(momentum, numbers.Real) or not 0.0 <= momentum < 1.0:
             raise ValueError(
                 f"`momentum` must be in [0, 1), got momentum={momentum!r}."
@@ -211,11 +211,15 @@ class BatchNorm(keras.layers.Layer):
             if mask is not None:
                 mask = ops.expand_dims(mask, axis=channel_axis)
             reduction_axes = [a for a in range(rank) if a != channel_axis]
-            mean, variance, count = moments(inputs, reduction_axes, mask)
+            # Reusing `inputs - mean` saves a pass over the inputs on torch eager.
+            mean, variance, count, deviations = moments(
+                inputs, reduction_axes, mask, return_deviations=True
+            )
             if mask is not None:
                 has_data = count > 0
                 mean = ops.where(has_data, mean, moving_mean)
                 variance = ops.where(has_data, variance, moving_variance)
+                deviations = None  # `mean` may have changed.
             population_variance = variance
             if self.unbiased_moving_variance:
                 population_variance = variance * (
@@ -235,7 +239,7 @@ class BatchNorm(keras.layers.Layer):
                 )
             )
         else:
-            mean, variance = moving_mean, moving_variance
+            mean, variance, deviations = moving_mean, moving_variance, None
 
         outputs = normalize(
             inputs,
@@ -244,6 +248,7 @@ class BatchNorm(keras.layers.Layer):
             per_channel(self.gamma),
             per_channel(self.beta),
             self.epsilon,
+            deviations,
         )
         return ops.cast(outputs, self.compute_dtype)
 

@@ -45,7 +45,7 @@ def evaluate(model, x_test, y_test, batch_size):
         "per_class_accuracy": {
             str(c): float(np.mean(predicted[y_test == c] == c)) for c in classes
         },
-        "test_images": int(len(y_test)),
+        "test_images": len(y_test),
     }
 
 

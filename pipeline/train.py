@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import keras
+
 import bnk
 from pipeline import dataset, params
 from pipeline.atomic import atomic_path, write_json

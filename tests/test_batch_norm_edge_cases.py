@@ -35,14 +35,16 @@ def test_constant_channel_is_finite(rng):
     np.testing.assert_allclose(to_numpy(layer.moving_mean)[1], 0.7, rtol=1e-6)
 
 
-def test_large_float16_inputs(rng):
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_large_low_precision_inputs(rng, dtype):
     # Squares of these overflow float16 (max 65504): statistics must be float32.
-    x = (rng.normal(0.0, 300.0, (64, 4)) + 3e4).astype("float16")
+    x = keras.ops.cast((rng.normal(0.0, 300.0, (64, 4)) + 3e4).astype("float32"), dtype)
+    exact = to_numpy(keras.ops.cast(x, "float32")).astype("float64")
     layer = bnk.BatchNorm(momentum=0.0)
     y = to_numpy(layer(x, training=True))
     assert np.all(np.isfinite(y))
     np.testing.assert_allclose(y.std(axis=0), 1.0, atol=1e-3)
-    np.testing.assert_allclose(to_numpy(layer.moving_mean), x.astype("float64").mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(layer.moving_mean), exact.mean(axis=0), rtol=1e-6)
 
 
 def test_all_masked_input_keeps_moving_statistics(rng):

@@ -34,3 +34,8 @@ def test_mask_of_wrong_rank():
     layer = bnk.BatchNorm()
     with pytest.raises(ValueError, match=r"mask must have rank 2.*mask shape \(4, 6, 3\)"):
         layer(np.ones((4, 6, 3), "float32"), training=True, mask=np.ones((4, 6, 3), bool))
+
+
+def test_axis_that_is_not_an_integer():
+    with pytest.raises(TypeError, match="axis=1.5"):
+        bnk.BatchNorm(axis=1.5)

@@ -3,13 +3,13 @@
 import json
 
 import keras
-import numpy as np
 import pytest
 import yaml
 from conftest import TINY
 
 from pipeline import backend, evaluate, params, train
 from pipeline.atomic import atomic_path
+
 
 def write_params(path, **changes):
     config = json.loads(json.dumps(TINY))
@@ -99,9 +99,8 @@ def test_evaluate_without_model_says_what_to_do(workdir, monkeypatch):
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
