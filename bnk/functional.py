@@ -7,7 +7,7 @@ batch variance, then ``gamma * (x - mean) / sqrt(variance + epsilon) + beta``.
 from keras import ops
 
 
-def moments(x, axes, mask=None):
+def moments(x, axes, mask=None, return_deviations=False):
     """Batch mean and biased variance of ``x`` over ``axes``, in two passes.
 
     The variance is the mean of squared deviations from the mean, never
@@ -20,44 +20,58 @@ def moments(x, axes, mask=None):
         axes: the axes to reduce (all but the channel axis).
         mask: optional tensor broadcastable to ``x``; entries where it is zero
             are left out of both statistics.
+        return_deviations: if True, also return ``x - mean``, for
+            `normalize` to reuse (one pass over ``x`` less, forward and
+            backward, where no compiler merges the two).
 
     Returns:
         ``(mean, variance, count)``: mean and variance keep the reduced axes
         (size 1) so they broadcast against ``x``; ``count`` is the number of
         entries per channel that entered the statistics (a float scalar).
+        With ``return_deviations``, ``(mean, variance, count, x - mean)``.
     """
     if mask is None:
         mean = ops.mean(x, axis=axes, keepdims=True)
-        variance = ops.mean(ops.square(x - mean), axis=axes, keepdims=True)
+        deviations = x - mean
+        variance = ops.mean(ops.square(deviations), axis=axes, keepdims=True)
         count = 1
         for axis in axes:
             count = count * ops.shape(x)[axis]
-        return mean, variance, ops.cast(count, x.dtype)
+        count = ops.cast(count, x.dtype)
+        if return_deviations:
+            return mean, variance, count, deviations
+        return mean, variance, count
     weights = ops.cast(ops.broadcast_to(mask, ops.shape(x)), x.dtype)
     total = ops.sum(weights, axis=axes, keepdims=True)
     # An all-masked batch has no statistics; divide by one instead of zero so
     # the result stays finite, and let the caller decide what to do with it.
     safe_total = ops.maximum(total, 1.0)
     mean = ops.sum(x * weights, axis=axes, keepdims=True) / safe_total
+    deviations = x - mean
     variance = (
-        ops.sum(ops.square(x - mean) * weights, axis=axes, keepdims=True)
+        ops.sum(ops.square(deviations) * weights, axis=axes, keepdims=True)
         / safe_total
     )
     count = ops.max(total)
+    if return_deviations:
+        return mean, variance, count, deviations
     return mean, variance, count
 
 
-def normalize(x, mean, variance, gamma, beta, epsilon):
+def normalize(x, mean, variance, gamma, beta, epsilon, deviations=None):
     """``gamma * (x - mean) / sqrt(variance + epsilon) + beta``.
 
     ``x - mean`` is taken first, before any scaling, so inputs far from zero
     keep their precision. ``gamma`` and ``beta`` may be ``None`` (no scale, no
-    centre).
+    centre). ``deviations``, if given, is ``x - mean`` already computed (see
+    `moments`), and is used instead of computing it again.
     """
     scale = ops.rsqrt(variance + epsilon)
     if gamma is not None:
         scale = scale * gamma
-    outputs = (x - mean) * scale
+    if deviations is None:
+        deviations = x - mean
+    outputs = deviations * scale
     if beta is not None:
         outputs = outputs + beta
     return outputs
