@@ -60,6 +60,10 @@ def project(tmp_path_factory):
     }
     config["train"].update(epochs=1, limit=512)
     config["parity"].update(steps=3)
+    config["experiment"]["mlp"].update(steps=20, eval_every=10)
+    config["experiment"]["cnn"].update(
+        steps=4, eval_every=2, batch_size=8, learning_rates=[0.001], limit=64
+    )
     config["report"]["backends"] = [keras.backend.backend()]
     (root / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
@@ -101,6 +105,7 @@ def test_whole_pipeline_renders_the_report(project):
     backend = keras.backend.backend()
     run(dvc("repro"), project, backend)
     assert (project / f"reports/{backend}.html").stat().st_size > 0
+    assert (project / "reports/bn_experiment.html").stat().st_size > 0
     assert json.loads((project / f"metrics/parity/{backend}.json").read_text())["steps"] == 3
     # Everything is up to date but the stage that by design always runs.
     assert set(json.loads(run(dvc("status", "--json"), project, backend).stdout)) <= {"backend"}

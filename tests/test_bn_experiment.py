@@ -1,0 +1,235 @@
+"""Stage bn_experiment (issue 5) on tiny settings and small synthetic MNIST."""
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from pipeline import bn_experiment, params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "seed": 5,
+    "experiment": {
+        "mlp": {
+            "steps": 20, "eval_every": 10, "batch_size": 12, "learning_rate": 0.5,
+            "init_stddev": 0.1, "unit": 3, "limit": None,
+        },
+        "cnn": {
+            "steps": 4, "eval_every": 2, "batch_size": 8, "learning_rates": [0.001],
+            "validation": 16, "limit": None,
+        },
+    },
+}
+
+
+def synthetic_mnist(rng, train=240, test=50):
+    """Images whose label is a bright band of rows (learnable), plus noise."""
+
+    def make(n):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for image, label in zip(images, labels):
+            image[2 * label + 4: 2 * label + 6] = 255
+        return images, labels.astype(np.uint8)
+
+    x_train, y_train = make(train)
+    x_test, y_test = make(test)
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def write_project(root, config=TINY, rng=None):
+    (root / "params.yaml").write_text(yaml.safe_dump(config))
+    (root / "data").mkdir(exist_ok=True)
+    np.savez(root / "data/mnist.npz", **synthetic_mnist(rng or np.random.default_rng(0)))
+    (root / "state").mkdir(exist_ok=True)
+    (root / "state/backend.txt").write_text(keras.backend.backend() + "\n")
+
+
+@pytest.fixture(scope="module")
+def stage_run(tmp_path_factory):
+    """The stage's main() once, in a scratch project: (root, metrics)."""
+    root = tmp_path_factory.mktemp("bn_experiment")
+    write_project(root)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        keras.utils.set_random_seed(0)
+        bn_experiment.main([])
+    finally:
+        os.chdir(cwd)
+    return root, json.loads((root / bn_experiment.METRICS_FILE).read_text())
+
+
+def test_metrics_file_has_its_shape(stage_run):
+    _, metrics = stage_run
+    mlp, cnn = metrics["mlp"], metrics["cnn"]
+    assert metrics["backend"] == keras.backend.backend()
+    assert metrics["wall_seconds"] > 0
+    assert metrics["params"] == {**TINY["experiment"], "seed": TINY["seed"]}
+    assert mlp["steps"] == [0, 10, 20]
+    assert mlp["unit"] == 3 and mlp["training_images"] == 240 and mlp["test_images"] == 50
+    for name in ("bn", "plain"):
+        assert len(mlp[name]) == 3 and all(0 <= a <= 1 for a in mlp[name])
+        assert len(mlp["loss"][name]) == 3
+        assert set(mlp["percentiles"][name]) == {"15", "50", "85"}
+        low, mid, high = (np.array(mlp["percentiles"][name][q]) for q in ("15", "50", "85"))
+        assert low.shape == (3,) and np.all(low <= mid) and np.all(mid <= high)
+        assert mlp["wall_seconds"][name] > 0
+    assert len(mlp["bn_gamma"]) == len(mlp["bn_beta"]) == 3
+    assert mlp["bn_gamma"][0] == 1.0 and mlp["bn_beta"][0] == 0.0  # initial values
+    # Different networks: the two variants' records differ.
+    assert mlp["percentiles"]["bn"] != mlp["percentiles"]["plain"]
+    assert cnn["steps"] == [2, 4]
+    assert cnn["training_images"] == 224 and cnn["validation_images"] == 16
+    assert [(r["learning_rate"], r["batch_norm"]) for r in cnn["runs"]] == [
+        (0.001, True), (0.001, False)
+    ]
+    assert metrics["final"] == {
+        "mlp_bn_test_accuracy": mlp["bn"][-1],
+        "mlp_plain_test_accuracy": mlp["plain"][-1],
+        "cnn_bn_lr0_001_val_accuracy": cnn["runs"][0]["val_accuracy"][-1],
+        "cnn_plain_lr0_001_val_accuracy": cnn["runs"][1]["val_accuracy"][-1],
+    }
+    for run in cnn["runs"]:
+        for key in ("val_accuracy", "val_loss", "loss", "accuracy"):
+            assert len(run[key]) == 2
+        assert all(0 <= a <= 1 for a in run["val_accuracy"])
+        assert all(loss > 0 for loss in run["val_loss"])
+
+
+def test_mlp_variants_are_figure_1s_network():
+    with_bn = bn_experiment.build_mlp(True, 0.1, seed=7)
+    plain = bn_experiment.build_mlp(False, 0.1, seed=7)
+    kinds = lambda model: [type(layer).__name__ for layer in model.layers[1:]]
+    assert kinds(with_bn) == ["Dense", "BatchNorm", "Activation"] * 3 + ["Dense"]
+    assert kinds(plain) == ["Dense", "Activation"] * 3 + ["Dense"]
+    for i in (1, 2, 3):
+        assert with_bn.get_layer(f"dense{i}").units == 100
+        assert not with_bn.get_layer(f"dense{i}").use_bias  # BN's beta replaces it
+        assert plain.get_layer(f"dense{i}").use_bias
+        assert with_bn.get_layer(f"sigmoid{i}").get_config()["activation"] == "sigmoid"
+        # Both variants start from the same Gaussian kernels.
+        kernel = with_bn.get_layer(f"dense{i}").kernel.numpy()
+        np.testing.assert_array_equal(kernel, plain.get_layer(f"dense{i}").kernel.numpy())
+        assert abs(kernel.std() - 0.1) < 0.01 and abs(kernel.mean()) < 0.01
+    assert with_bn.output.shape == (None, 10)
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def last_sigmoid_input(model, x, batch_norm):
+    """The last hidden layer's pre-sigmoid values, by hand from the weights (inference)."""
+    h = x
+    for i in (1, 2, 3):
+        dense = model.get_layer(f"dense{i}")
+        z = h @ keras.ops.convert_to_numpy(dense.kernel)
+        if batch_norm:
+            gamma, beta, mean, variance = model.get_layer(f"bn{i}").get_weights()
+            z = gamma * (z - mean) / np.sqrt(variance + 1e-3) + beta
+        else:
+            z = z + keras.ops.convert_to_numpy(dense.bias)
+        if i == 3:
+            return z
+        h = sigmoid(z)
+
+
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "plain"])
+def test_percentiles_are_of_the_last_sigmoids_input(batch_norm, rng):
+    data = synthetic_mnist(rng)
+    x = data["x_train"].reshape(-1, 784).astype("float32") / 255
+    x_test = data["x_test"].reshape(-1, 784).astype("float32") / 255
+    y, y_test = data["y_train"].astype("int32"), data["y_test"].astype("int32")
+    config = {**TINY["experiment"]["mlp"], "unit": 7}
+    model, recorder, _ = bn_experiment.train_mlp(batch_norm, config, 3, x, y, x_test, y_test)
+    assert recorder.steps == [0, 10, 20]
+    # Training ran: the kernels moved away from their seeded start.
+    start = bn_experiment.build_mlp(batch_norm, 0.1, 3)
+    assert not np.allclose(start.get_layer("dense3").kernel.numpy(),
+                           keras.ops.convert_to_numpy(model.get_layer("dense3").kernel))
+    # The last record is the final model's state.
+    z = last_sigmoid_input(model, x_test, batch_norm)
+    for q in ("15", "50", "85"):
+        expected = np.percentile(z[:, 7], float(q))
+        np.testing.assert_allclose(recorder.percentiles[q][-1], expected, rtol=1e-4, atol=1e-5)
+    if batch_norm:
+        gamma, beta = model.get_layer("bn3").get_weights()[:2]
+        assert (recorder.gamma[-1], recorder.beta[-1]) == pytest.approx((gamma[7], beta[7]))
+    else:
+        assert recorder.gamma == recorder.beta == []
+    logits = sigmoid(z) @ keras.ops.convert_to_numpy(model.get_layer("logits").kernel)
+    logits += keras.ops.convert_to_numpy(model.get_layer("logits").bias)
+    assert recorder.accuracy[-1] == pytest.approx(np.mean(logits.argmax(1) == y_test))
+
+
+def test_committed_params_are_valid():
+    config = bn_experiment.load_params(ROOT / "params.yaml")
+    assert config["mlp"]["batch_size"] == 60 and config["mlp"]["steps"] == 50_000
+    assert 0.0005 in config["cnn"]["learning_rates"]
+
+
+@pytest.mark.parametrize(
+    "part, key, value, message",
+    [
+        ("mlp", "steps", 25, "`experiment.mlp.steps`=25 must be a multiple of"),
+        ("mlp", "unit", 100, r"`experiment.mlp.unit` must be an integer in \[0, 100\)"),
+        ("mlp", "learning_rate", 0, "`experiment.mlp.learning_rate` must be a positive number"),
+        ("mlp", "stpes", 3, "unknown key `experiment.mlp.stpes`"),
+        ("cnn", "learning_rates", [], "`experiment.cnn.learning_rates` must be a non-empty list"),
+        ("cnn", "learning_rates", [0.1, -1], r"`experiment.cnn.learning_rates\[1\]` must be a pos"),
+        ("cnn", "limit", 60_000, "`experiment.cnn.limit`=60000 is larger than the 59984"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path, part, key, value, message):
+    config = json.loads(json.dumps(TINY))
+    config["experiment"][part][key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(params.ParamsError, match=message):
+        bn_experiment.load_params(tmp_path / "params.yaml")
+
+
+def test_too_few_images_for_one_block_fails_clearly(tmp_path, monkeypatch):
+    config = json.loads(json.dumps(TINY))
+    config["experiment"]["mlp"]["batch_size"] = 30  # 30 * 10 > 240 images
+    write_project(tmp_path, config)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="240 training images are fewer than one block"):
+        bn_experiment.main([])
+    assert not (tmp_path / bn_experiment.METRICS_FILE).exists()
+
+
+def test_report_needs_the_metrics(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="metrics/bn_experiment.json is missing"):
+        bn_experiment.main(["report"])
+
+
+def test_notebook_executes_on_tiny_metrics(stage_run, monkeypatch):
+    root, metrics = stage_run
+    monkeypatch.chdir(root)
+    # render() sets these for its kernel; monkeypatch puts them back afterwards.
+    monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
+    monkeypatch.delenv("JUPYTER_PATH", raising=False)
+    (root / "notebooks").mkdir(exist_ok=True)
+    (root / "notebooks/bn_experiment.ipynb").write_bytes(
+        (ROOT / bn_experiment.NOTEBOOK).read_bytes()
+    )
+    bn_experiment.main(["report"])
+    executed = json.loads((root / "reports/bn_experiment.ipynb").read_text())
+    outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # Figure 1 (a, b, c) and the CNN comparison
+    html = (root / "reports/bn_experiment.html").read_text()
+    assert "Figure 1a." in html and "The CNN." in html
+    # The reading quotes the measured numbers.
+    bn, plain = metrics["mlp"]["bn"][-1], metrics["mlp"]["plain"][-1]
+    assert f"at step 20: {100 * bn:.2f}% vs {100 * plain:.2f}%" in html
+    assert f"Backend <strong>{keras.backend.backend()}</strong>" in html
