@@ -15,7 +15,6 @@ import keras
 import numpy as np
 import pytest
 import yaml
-
 from fake_mnist import fake_mnist
 
 from pipeline import fetch, mnist, params
