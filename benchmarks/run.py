@@ -5,7 +5,8 @@ Measures, with each backend in its own worker process (`benchmarks.worker`):
 - training throughput (images/s, batch 64, Adam, synthetic MNIST-shaped data in
   memory) of `bnk.CNN` with `bnk.BatchNorm`, with `keras.layers.BatchNormalization`
   in its place, and without BN, on TensorFlow and JAX (XLA, Keras's
-  `jit_compile=True`) and torch (eager, and `torch.compile` through
+  `jit_compile=True`; TensorFlow also as a plain tf.function, Keras's default on a
+  CPU) and torch (eager, and `torch.compile` through
   `jit_compile=True`);
 - the same network as a plain PyTorch eager loop with `torch.nn.BatchNorm2d`;
 - inference throughput (batch 1000) of `bnk.CNN` as it is and folded by
@@ -246,7 +247,8 @@ def analyze(raw, workers):
             per_image = flop[1] if name.startswith("train/") else flop[0]
             s["fraction_of_peak"] = s["median"] * per_image / peaks[device]
 
-    # Where a backend ran in two compile modes (torch: eager, torch.compile), the
+    # Where a backend ran in two compile modes (torch: eager, torch.compile;
+    # tensorflow: graph, xla), the
     # targets count the faster one, as a user would keep it; the other is shown.
     kept = {
         "train": kept_modes(summary, "train", "bnk.BatchNorm"),
