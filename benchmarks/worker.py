@@ -233,31 +233,10 @@ class KerasBench:
 
     def _devices(self):
         """`{"device": "cpu" | "gpu", "device_name": ...}` this backend computes on."""
-        if self.backend == "tensorflow":
-            import tensorflow as tf
+        from pipeline.environment import accelerator
 
-            gpus = tf.config.list_physical_devices("GPU")
-            if gpus:
-                details = tf.config.experimental.get_device_details(gpus[0])
-                return {
-                    "device": "gpu",
-                    "device_name": details.get("device_name", gpus[0].name),
-                }
-        elif self.backend == "jax":
-            import jax
-
-            dev = jax.devices()[0]
-            if dev.platform != "cpu":
-                kind = (
-                    "gpu" if dev.platform in ("gpu", "cuda", "rocm") else dev.platform
-                )
-                return {"device": kind, "device_name": dev.device_kind}
-        else:
-            import torch
-
-            if torch.cuda.is_available():  # Keras's torch backend then uses it.
-                return {"device": "gpu", "device_name": torch.cuda.get_device_name(0)}
-        return {"device": "cpu", "device_name": "cpu"}
+        kind, name = accelerator() or ("cpu", "cpu")
+        return {"device": kind, "device_name": name}
 
     def info(self):
         import keras

@@ -27,26 +27,36 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
-def device():
-    """The accelerator the backend computes on, else the CPU and its core count."""
+def accelerator():
+    """`(kind, name)` of the accelerator the Keras backend computes on, or None."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
         first = jax.devices()[0]
         if first.platform != "cpu":
-            return f"{first.platform}: {first.device_kind}"
+            kind = "gpu" if first.platform in ("gpu", "cuda", "rocm") else first.platform
+            return kind, first.device_kind
     elif backend == "torch":
         import torch
 
-        if torch.cuda.is_available():
-            return f"cuda: {torch.cuda.get_device_name(0)}"
+        if torch.cuda.is_available():  # Keras's torch backend then uses it.
+            return "gpu", torch.cuda.get_device_name(0)
     elif backend == "tensorflow":
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
-            return f"gpu: {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return "gpu", details.get("device_name", gpus[0].name)
+    return None
+
+
+def device():
+    """The accelerator the backend computes on, else the CPU and its core count."""
+    found = accelerator()
+    if found:
+        return f"{found[0]}: {found[1]}"
     return f"cpu: {_cpu_name()} ({os.cpu_count()} cores)"
 
 
