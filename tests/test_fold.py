@@ -8,6 +8,7 @@ import pytest
 
 import bnk
 from bnk.fold import BATCH_NORMS, fold_batch_norm
+from channels_first import predict
 
 KERAS_BN = keras.layers.BatchNormalization
 
@@ -109,7 +110,7 @@ def test_batch_norm_after_conv_or_dense_is_folded(kind, batch_norm, api):
     model, x = build(kind, batch_norm, api)
     folded, messages = fold_recording_warnings(model)
     assert batch_norms(folded) == [] and messages == []
-    assert_same_predictions(folded(x), model(x, training=False))
+    assert_same_predictions(predict(folded, x), predict(model, x))
 
 
 @pytest.mark.parametrize(
@@ -127,7 +128,7 @@ def test_missing_bias_beta_or_gamma(batch_norm, use_bias, center, scale):
     folded, _ = fold_recording_warnings(model)
     assert batch_norms(folded) == []
     assert folded.layers[1].use_bias  # The folded conv got the bias it needs.
-    assert_same_predictions(folded(x), model(x, training=False))
+    assert_same_predictions(predict(folded, x), predict(model, x))
 
 
 def test_batch_norms_that_cannot_be_folded_stay_and_are_named():
