@@ -7,6 +7,20 @@ batch variance, then ``gamma * (x - mean) / sqrt(variance + epsilon) + beta``.
 from keras import ops
 
 
+def _per_axis(reduce, x, axes):
+    """``reduce`` over ``axes`` one axis at a time, innermost first, keeping them.
+
+    TensorFlow's CPU kernel reduces several outer axes at once into one float32
+    running sum, whose error grows with the number of entries: over a batch of
+    64 x 28 x 28 its mean is off by about 4e-5 (relative), against 1e-7 on JAX
+    and torch. One axis at a time, no running sum is longer than one axis, and
+    every backend is accurate to about 1e-6.
+    """
+    for axis in sorted(axes, reverse=True):
+        x = reduce(x, axis=axis, keepdims=True)
+    return x
+
+
 def moments(x, axes, mask=None, return_deviations=False):
     """Batch mean and biased variance of ``x`` over ``axes``, in two passes.
 
@@ -31,9 +45,9 @@ def moments(x, axes, mask=None, return_deviations=False):
         With ``return_deviations``, ``(mean, variance, count, x - mean)``.
     """
     if mask is None:
-        mean = ops.mean(x, axis=axes, keepdims=True)
+        mean = _per_axis(ops.mean, x, axes)
         deviations = x - mean
-        variance = ops.mean(ops.square(deviations), axis=axes, keepdims=True)
+        variance = _per_axis(ops.mean, ops.square(deviations), axes)
         count = 1
         for axis in axes:
             count = count * ops.shape(x)[axis]
@@ -42,16 +56,13 @@ def moments(x, axes, mask=None, return_deviations=False):
             return mean, variance, count, deviations
         return mean, variance, count
     weights = ops.cast(ops.broadcast_to(mask, ops.shape(x)), x.dtype)
-    total = ops.sum(weights, axis=axes, keepdims=True)
+    total = _per_axis(ops.sum, weights, axes)
     # An all-masked batch has no statistics; divide by one instead of zero so
     # the result stays finite, and let the caller decide what to do with it.
     safe_total = ops.maximum(total, 1.0)
-    mean = ops.sum(x * weights, axis=axes, keepdims=True) / safe_total
+    mean = _per_axis(ops.sum, x * weights, axes) / safe_total
     deviations = x - mean
-    variance = (
-        ops.sum(ops.square(deviations) * weights, axis=axes, keepdims=True)
-        / safe_total
-    )
+    variance = _per_axis(ops.sum, ops.square(deviations) * weights, axes) / safe_total
     count = ops.max(total)
     if return_deviations:
         return mean, variance, count, deviations

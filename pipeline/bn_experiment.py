@@ -12,11 +12,12 @@ Two experiments, on the backend KERAS_BACKEND names, -> metrics/bn_experiment.js
 2. The seed's CNN (bnk.CNN) with and without BatchNorm, Adam at several learning rates:
    validation accuracy and loss every `eval_every` steps, on held-out training images.
 
-Training is `model.fit` over in-memory arrays, one call per run, in "epochs" of
-`eval_every` steps (compiled steps; several steps per execution where the backend
-allows). So that each such epoch is exactly `eval_every` whole batches, only the first
-multiple of `batch_size * eval_every` training images is used (all 60,000 for the MLP's
-defaults).
+Training is `model.fit` over `ShuffledBatches` (a fresh shuffle of the training
+images on every pass, the same batches for both variants and on every backend), one
+call per run, in "epochs" of `eval_every` steps (compiled steps; several steps per
+execution where the backend allows). Only the first multiple of
+`batch_size * eval_every` training images is used (all 60,000 for the MLP's defaults),
+so that the evaluations fall on whole passes wherever they can.
 
 `python -m pipeline.bn_experiment report` (stage `bn_experiment_report`) executes
 notebooks/bn_experiment.ipynb on the metrics -> reports/bn_experiment.{ipynb,html}.
@@ -36,6 +37,7 @@ import bnk
 from pipeline import dataset, params
 from pipeline.atomic import write_json
 from pipeline.backend import BACKEND_FILE, BACKENDS, selected_backend
+from pipeline.batches import ShuffledBatches
 from pipeline.environment import describe
 
 METRICS_FILE = Path("metrics/bn_experiment.json")
@@ -133,6 +135,11 @@ def steps_per_execution(eval_every):
     return math.gcd(eval_every, 50)
 
 
+def training_batches(x, y, config, seed):
+    """The batches both variants train on: a fresh shuffle in every pass."""
+    return ShuffledBatches(x, y, config["batch_size"], seed)
+
+
 def finite_list(values):
     """JSON has no NaN or infinity: a diverged value is written as null."""
     return [float(v) if math.isfinite(v) else None for v in np.asarray(values, float)]
@@ -212,7 +219,7 @@ class Figure1Recorder(keras.callbacks.Callback):
 
 def train_mlp(batch_norm, config, seed, x_train, y_train, x_test, y_test):
     """Train one variant of Figure 1's network; return (model, recorder, seconds)."""
-    keras.utils.set_random_seed(seed)  # the same batch order for both variants
+    keras.utils.set_random_seed(seed)  # the same initial kernels for both variants
     model = build_mlp(batch_norm, config["init_stddev"], seed)
     eval_every = config["eval_every"]
     # Plain SGD: the paper names no optimizer; see params.yaml.
@@ -224,12 +231,10 @@ def train_mlp(batch_norm, config, seed, x_train, y_train, x_test, y_test):
     recorder = Figure1Recorder(x_test, y_test, config["unit"], eval_every)
     start = time.perf_counter()
     model.fit(
-        x_train,
-        y_train,
-        batch_size=config["batch_size"],
+        training_batches(x_train, y_train, config, seed),
         steps_per_epoch=eval_every,
         epochs=config["steps"] // eval_every,
-        shuffle=True,
+        shuffle=False,
         callbacks=[recorder],
         verbose=0,
     )
@@ -278,7 +283,7 @@ def run_mlp(config, seed, path=dataset.MNIST_FILE):
 
 
 def train_cnn(batch_norm, learning_rate, config, seed, x_train, y_train, x_val, y_val):
-    keras.utils.set_random_seed(seed)  # same initial weights and batches for both
+    keras.utils.set_random_seed(seed)  # the same initial weights for both
     model = bnk.CNN(batch_norm=batch_norm)
     eval_every = config["eval_every"]
     model.compile(
@@ -289,14 +294,12 @@ def train_cnn(batch_norm, learning_rate, config, seed, x_train, y_train, x_val, 
     )
     start = time.perf_counter()
     history = model.fit(
-        x_train,
-        y_train,
-        batch_size=config["batch_size"],
+        training_batches(x_train, y_train, config, seed),
         steps_per_epoch=eval_every,
         epochs=config["steps"] // eval_every,
         validation_data=(x_val, y_val),
         validation_batch_size=500,
-        shuffle=True,
+        shuffle=False,
         verbose=0,
     )
     seconds = time.perf_counter() - start
@@ -385,7 +388,7 @@ def report(metrics=METRICS_FILE, notebook=NOTEBOOK, output_stem=REPORT_STEM, bac
     if not Path(metrics).exists():
         raise FileNotFoundError(f"{metrics} is missing: run `dvc repro bn_experiment` first.")
     render(notebook, output_stem, {"metrics_path": str(metrics)},
-           backend or recorded_backend())
+           backend or recorded_backend(), "bnk: what batch normalization buys")
 
 
 def main(argv=None):
@@ -393,7 +396,7 @@ def main(argv=None):
     if argv == ["report"]:
         try:
             report()
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, RuntimeError) as error:
             sys.exit(str(error))
         return
     if argv:

@@ -3,6 +3,7 @@
 import importlib.metadata
 import os
 import platform
+import subprocess
 
 import keras
 
@@ -60,6 +61,24 @@ def device():
     return f"cpu: {_cpu_name()} ({os.cpu_count()} cores)"
 
 
+CODE = ["bnk", "pipeline", "notebooks", "params.yaml", "dvc.yaml"]
+
+
+def code_version():
+    """The commit of the code that ran, marked when that code had uncommitted changes."""
+
+    def git(*arguments):
+        return subprocess.run(["git", *arguments], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=10", "HEAD")
+        changed = git("status", "--porcelain", "--", *CODE)
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"{commit} plus uncommitted changes" if changed else commit
+
+
 def describe():
     backend = keras.backend.backend()
     package = BACKEND_PACKAGES[backend]
@@ -70,4 +89,5 @@ def describe():
         "backend_version": version,
         "python_version": platform.python_version(),
         "device": device(),
+        "code_version": code_version(),
     }

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 PARAMS_FILE = Path("params.yaml")
-SECTIONS = ("seed", "fetch", "train", "evaluate", "report", "parity", "experiment")
+SECTIONS = ("seed", "fetch", "train", "evaluate", "report", "compare", "experiment")
 
 
 class ParamsError(ValueError):

@@ -1,7 +1,10 @@
-"""Stage `report@<backend>`: notebooks/results.ipynb executed under that backend.
+"""Stages `report@<backend>` and `index`: the report notebooks, executed and rendered.
 
-Writes reports/<backend>.ipynb and reports/<backend>.html. A failing cell fails the
-stage; the executed notebook stays, its error shown at the top, for debugging.
+`python -m pipeline.report` executes notebooks/results.ipynb under the backend
+KERAS_BACKEND names -> reports/<backend>.ipynb and .html; `python -m pipeline.report
+index` executes notebooks/index.ipynb, the page that compares the backends and links
+every report -> reports/index.ipynb and .html. A failing cell, or one that writes to
+stderr, fails the stage; the executed notebook stays, for debugging.
 """
 
 import sys
@@ -11,10 +14,12 @@ import papermill
 
 from pipeline import params
 from pipeline.backend import BACKENDS, selected_backend
-from pipeline.render import render
+from pipeline.render import ReportError, render
 
 NOTEBOOK = Path("notebooks/results.ipynb")
+INDEX_NOTEBOOK = Path("notebooks/index.ipynb")
 REPORTS = Path("reports")
+BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
 
 
 def backend_list(key, value):
@@ -29,21 +34,31 @@ def backend_list(key, value):
 SCHEMA = {"backends": backend_list, "inference_batch": params.positive_int}
 
 
-def main(notebook=NOTEBOOK):
+def main(argv=(), notebook=None):
+    """`argv` is the command line (`[]` or `["index"]`); `notebook` overrides its file."""
+    argv = list(argv)
+    if argv not in ([], ["index"]):
+        sys.exit("usage: python -m pipeline.report [index]")
     try:
         backend = selected_backend()
         config = params.load("report", SCHEMA)
     except ValueError as error:
         sys.exit(str(error))
     parameters = {"backends": config["backends"], "inference_batch": config["inference_batch"]}
+    if argv == ["index"]:
+        notebook = notebook or INDEX_NOTEBOOK
+        stem, title = REPORTS / "index", "bnk: results on every backend"
+    else:
+        notebook = notebook or NOTEBOOK
+        stem, title = REPORTS / backend, f"bnk results under {BACKEND_NAMES[backend]}"
     try:
-        render(notebook, REPORTS / backend, parameters, backend)
-    except papermill.PapermillExecutionError as error:
-        sys.exit(
-            f"{notebook} failed under {backend} ({error.ename}: {error.evalue}); "
-            f"the failed notebook is {REPORTS / backend}.ipynb."
-        )
+        render(notebook, stem, parameters, backend, title)
+    except (papermill.PapermillExecutionError, ReportError) as error:
+        reason = (f"{error.ename}: {error.evalue}"
+                  if isinstance(error, papermill.PapermillExecutionError) else str(error))
+        sys.exit(f"{notebook} failed under {backend} ({reason}); "
+                 f"the executed notebook is {stem}.ipynb.")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,6 +1,7 @@
 """Stage `train`: fit bnk.CNN on MNIST -> models/cnn.keras, metrics/train.json.
 
-Resumable: a killed run picks up from its last finished epoch (BackupAndRestore,
+Each epoch is a fresh shuffle drawn from the seed (`ShuffledBatches`), the same on
+every backend. Resumable: a killed run picks up from its last finished epoch (BackupAndRestore,
 in a folder keyed by the params and backend so a stale backup is never resumed).
 The model file is written atomically.
 """
@@ -18,6 +19,7 @@ import bnk
 from pipeline import dataset, params
 from pipeline.atomic import atomic_path, write_json
 from pipeline.backend import selected_backend
+from pipeline.batches import ShuffledBatches
 from pipeline.environment import describe
 
 SCHEMA = {
@@ -102,17 +104,19 @@ def train(config, backend):
     backup.mkdir(parents=True, exist_ok=True)
     log = backup / "history.csv"
     counter = EpochCounter()
+    batches = ShuffledBatches(x_train, y_train, config["batch_size"], config["seed"])
     callbacks = [
+        batches.start_at_resumed_epoch(),
         keras.callbacks.CSVLogger(str(log), append=True),
         keras.callbacks.BackupAndRestore(str(backup / "state")),
         counter,
     ]
     start = time.perf_counter()
     model.fit(
-        x_train,
-        y_train,
-        batch_size=config["batch_size"],
+        batches,
+        steps_per_epoch=batches.batches_per_pass,
         epochs=config["epochs"],
+        shuffle=False,  # The stream is the order.
         validation_data=(x_val, y_val),
         callbacks=callbacks,
         verbose=1,

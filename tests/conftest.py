@@ -24,7 +24,8 @@ TINY = {
         "validation": 64, "momentum": 0.9, "epsilon": 1e-3, "dropout": 0.5,
     },
     "evaluate": {"batch_size": 50},
-    "parity": {"steps": 3, "batch_size": 16, "learning_rate": 1e-3},
+    "compare": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "validation": 64,
+                "limit": 40},
     "report": {"backends": [keras.backend.backend()], "inference_batch": 50},
 }
 

@@ -233,3 +233,15 @@ def test_notebook_executes_on_tiny_metrics(stage_run, monkeypatch):
     bn, plain = metrics["mlp"]["bn"][-1], metrics["mlp"]["plain"][-1]
     assert f"at step 20: {100 * bn:.2f}% vs {100 * plain:.2f}%" in html
     assert f"Backend <strong>{keras.backend.backend()}</strong>" in html
+
+
+def test_figure_1_batches_are_not_periodic():
+    """Every pass over the data is a new shuffle: no sawtooth of period one pass."""
+    x, y = np.arange(600)[:, None], np.arange(600)
+    config = {"batch_size": 60}
+    batches = bn_experiment.training_batches(x, y, config, seed=0)
+    per_pass = batches.batches_per_pass
+    first, second = ([batches[b][1] for b in range(p * per_pass, (p + 1) * per_pass)]
+                     for p in range(2))
+    assert sorted(np.concatenate(first)) == sorted(np.concatenate(second)) == list(range(600))
+    assert all(not np.array_equal(a, b) for a, b in zip(first, second))

@@ -59,7 +59,7 @@ def project(tmp_path_factory):
         "sha256": hashlib.sha256(mnist_file.read_bytes()).hexdigest(),
     }
     config["train"].update(epochs=1, limit=512)
-    config["parity"].update(steps=3)
+    config["compare"].update(limit=48, batch_size=16)
     config["experiment"]["mlp"].update(steps=20, eval_every=10)
     config["experiment"]["cnn"].update(
         steps=4, eval_every=2, batch_size=8, learning_rates=[0.001], limit=64
@@ -106,7 +106,10 @@ def test_whole_pipeline_renders_the_report(project):
     run(dvc("repro"), project, backend)
     assert (project / f"reports/{backend}.html").stat().st_size > 0
     assert (project / "reports/bn_experiment.html").stat().st_size > 0
-    assert json.loads((project / f"metrics/parity/{backend}.json").read_text())["steps"] == 3
+    assert json.loads((project / f"metrics/compare/{backend}.json").read_text())["steps"] == 3
+    index = (project / "reports/index.html").read_text()
+    assert "<title>bnk: results on every backend</title>" in index
+    assert f'href="{backend}.html"' in index and 'href="bn_experiment.html"' in index
     # Everything is up to date but the stage that by design always runs.
     assert set(json.loads(run(dvc("status", "--json"), project, backend).stdout)) <= {"backend"}
 

@@ -1,6 +1,7 @@
 """The stages' logic on small synthetic data, in a scratch working directory."""
 
 import json
+import subprocess
 
 import keras
 import pytest
@@ -104,3 +105,33 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
         raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_compare_records_every_step_and_the_probes(workdir, monkeypatch):
+    from pipeline import compare
+
+    compare.main()
+    result = json.loads((workdir / f"metrics/compare/{keras.backend.backend()}.json").read_text())
+    assert result["backend"] == keras.backend.backend()
+    assert result["steps"] == len(result["losses"]) == 3  # 40 images in batches of 16
+    assert all(loss > 0 for loss in result["losses"])
+    assert result["test_images"] == 100 and 0 <= result["test_accuracy"] <= 1
+    assert set(result["batch_mean_error"]) == {"keras.ops.mean", "bnk.functional.moments"}
+    assert result["batch_mean_error"]["bnk.functional.moments"] < 1e-5
+    gamma = [name for name in result["weights_after_first_step"] if name.endswith("gamma")]
+    assert len(gamma) == 2 and len(result["weights_after_first_step"][gamma[0]]) == 32
+
+
+def test_code_version_names_the_commit_and_marks_changes(workdir):
+    from pipeline.environment import code_version
+
+    assert code_version() == "not a git checkout"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["git", "add", "params.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "t"], check=True)
+    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    assert code_version() == commit
+    (workdir / "params.yaml").write_text("seed: 4\n")
+    assert code_version() == f"{commit} plus uncommitted changes"

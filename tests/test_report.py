@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from pipeline import evaluate, parity, report, train
+from pipeline import compare, evaluate, report, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,16 +23,19 @@ def kernel_env(monkeypatch):
 def test_results_notebook_renders_on_tiny_data(workdir, kernel_env):
     train.main()
     evaluate.main()
-    parity.main()
-    report.main(ROOT / report.NOTEBOOK)
+    compare.main()
+    report.main(notebook=ROOT / report.NOTEBOOK)
     backend = keras.backend.backend()
     executed = nbformat.read(workdir / f"reports/{backend}.ipynb", as_version=4)
     outputs = json.dumps([cell.get("outputs", []) for cell in executed.cells])
     assert "largest probability difference" in outputs
-    assert f"backend executing this notebook | {backend}" in outputs
-    assert outputs.count("image/png") == 5  # curves, confusion, grid, BN, parity
+    assert f"backend executing this page | {backend}" in outputs
+    # its own run's loss, the main model's curves, confusion, image grid, BN
+    assert outputs.count("image/png") == 5
+    assert '"name": "stderr"' not in outputs
     html = (workdir / f"reports/{backend}.html").read_text()
-    assert "Cross-backend training parity" in html
+    assert "This backend&#39;s own training run" in html or "This backend's own training run" in html
+    assert f"<title>bnk results under {report.BACKEND_NAMES[backend]}</title>" in html
     assert "load_model(" not in html  # code hidden: it reads as a report
 
 
@@ -47,8 +50,36 @@ def test_failing_notebook_exits_nonzero_and_is_kept(workdir, kernel_env):
         broken,
     )
     with pytest.raises(SystemExit, match="ValueError: bad cell ran"):
-        report.main(broken)
+        report.main(notebook=broken)
     backend = keras.backend.backend()
     kept = (workdir / f"reports/{backend}.ipynb").read_text()
     assert "bad cell ran" in kept and "An Exception was encountered" in kept
     assert not (workdir / f"reports/{backend}.html").exists()
+
+
+def test_a_cell_writing_to_stderr_fails_the_report(workdir, kernel_env):
+    """A library's log line would otherwise end up in the page a reader opens."""
+    noisy = workdir / "noisy.ipynb"
+    nbformat.write(
+        new_notebook(
+            cells=[new_code_cell("import sys; print('a library log line', file=sys.stderr)")],
+            metadata={"kernelspec": {"name": "python3", "language": "python",
+                                     "display_name": "Python 3"}},
+        ),
+        noisy,
+    )
+    with pytest.raises(SystemExit, match=r"cell \d+ wrote to stderr.*a library log line"):
+        report.main(notebook=noisy)
+    assert not (workdir / f"reports/{keras.backend.backend()}.html").exists()
+
+
+def test_the_kernel_leaves_no_folder_behind(workdir, kernel_env, tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    noisy = workdir / "empty.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("1")], metadata={"kernelspec": {
+        "name": "python3", "language": "python", "display_name": "Python 3"}}), noisy)
+    report.main(notebook=noisy)
+    assert not list(scratch.glob("bnk-kernel-*"))

@@ -1,0 +1,90 @@
+"""The order in which training sees its examples, owned by the project.
+
+Keras's own `shuffle=True` draws the order from the backend's generator, so the same
+seed gives each backend different batches, and TensorFlow, once seeded, repeats one
+order in every epoch. Here the order is NumPy's: pass `p` over the data visits the
+examples in `numpy.random.default_rng([seed, p]).permutation(n)`, on every backend.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+
+class ShuffledBatches(keras.utils.PyDataset):
+    """An endless stream of `(x, y)` batches, freshly shuffled on every pass.
+
+    Batch `i` of the stream is batch `i % batches_per_pass` of pass
+    `i // batches_per_pass`, a pure function of `(seed, i)`, so what Keras prefetches,
+    or asks for twice, never changes the order. Each pass holds every example exactly
+    once; when the batch size does not divide the data, the last batch of a pass
+    holds the remainder.
+
+    Give `fit` the stream with `steps_per_epoch` (one pass: `batches_per_pass`);
+    a resumed `fit` must start its stream at the resumed epoch: add
+    `start_at_resumed_epoch()` to its callbacks.
+
+    Args:
+        x: inputs, a NumPy array with examples on the first axis.
+        y: targets, with as many examples as `x`.
+        batch_size: examples per batch, a positive integer.
+        seed: the order's seed; the same seed gives the same batches everywhere.
+    """
+
+    def __init__(self, x, y, batch_size, seed):
+        super().__init__()
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} examples but y has {len(y)}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if len(x) == 0:
+            raise ValueError("There are no examples to draw batches from.")
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.seed = seed
+        self.batches_per_pass = math.ceil(len(x) / batch_size)
+        self.first_batch = 0
+        self._pass, self._order = None, None
+
+    @property
+    def num_batches(self):
+        return None  # Endless: `steps_per_epoch` says how much of it fit takes.
+
+    def order(self, pass_index):
+        """The example indices in the order pass `pass_index` visits them."""
+        if pass_index != self._pass:
+            rng = np.random.default_rng([self.seed, pass_index])
+            self._pass, self._order = pass_index, rng.permutation(len(self.x))
+        return self._order
+
+    def indices(self, batch):
+        """The example indices of batch `batch` of the stream."""
+        pass_index, position = divmod(self.first_batch + batch, self.batches_per_pass)
+        start = position * self.batch_size
+        return self.order(pass_index)[start : start + self.batch_size]
+
+    def __getitem__(self, batch):
+        picked = self.indices(batch)
+        return self.x[picked], self.y[picked]
+
+    def start_at_resumed_epoch(self):
+        """A callback that starts the stream at the epoch `fit` starts at.
+
+        `BackupAndRestore` resumes `fit` at a later epoch, but Keras asks an endless
+        stream for its batches from 0 again: this sets the stream's offset so the
+        resumed epoch gets the order it would have had. Needs epochs of one pass.
+        """
+        return _StartAtEpoch(self)
+
+
+class _StartAtEpoch(keras.callbacks.Callback):
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+        self.started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self.started:
+            self.batches.first_batch = epoch * self.batches.batches_per_pass
+            self.started = True
