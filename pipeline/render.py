@@ -1,8 +1,14 @@
 """Execute a notebook with papermill under a given backend, and render it to HTML.
 
 Shared by the report stages. The kernel is the project's own interpreter, through a
-kernelspec made for the run (so no kernelspec in the user's home can shadow it), and
-it inherits KERAS_BACKEND from this process.
+kernelspec made for the run in a temporary folder removed afterwards (so no
+kernelspec in the user's home can shadow it), and it inherits KERAS_BACKEND from this
+process.
+
+The report stages keep their outputs across runs (`persist: true` in dvc.yaml), so the
+previous report must survive a failure: the notebook and its HTML are written beside
+their targets and replace them together only when both are complete. A failed run's
+notebook goes to `<stem>.failed.ipynb` instead, for debugging.
 """
 
 import json
@@ -15,21 +21,19 @@ import nbconvert
 import nbformat
 import papermill
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_paths
 
 KERNEL_NAME = "bnk-project-python"
 
 
-def _kernelspec_dir():
-    """A JUPYTER_PATH entry holding one kernelspec: this interpreter."""
-    root = Path(tempfile.mkdtemp(prefix="bnk-kernel-"))
-    spec = root / "kernels" / KERNEL_NAME
+def _write_kernelspec(root):
+    """Make `root` a JUPYTER_PATH entry holding one kernelspec: this interpreter."""
+    spec = Path(root) / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(
         json.dumps({"argv": argv, "display_name": "bnk (project)", "language": "python"})
     )
-    return root
 
 
 def to_html(notebook_path, html_path):
@@ -37,32 +41,49 @@ def to_html(notebook_path, html_path):
     exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                                       exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4))
-    with atomic_path(html_path) as tmp:
-        tmp.write_text(body)
+    Path(html_path).write_text(body)
+
+
+def failed_notebook(output_stem):
+    return Path(output_stem).with_suffix(".failed.ipynb")
 
 
 def render(notebook, output_stem, parameters, backend):
     """Run `notebook` under `backend` into `<output_stem>.ipynb` and `.html`.
 
     On a failing cell papermill still writes the executed notebook (error cell at the
-    top) and raises; the HTML is then not written, and the caller exits non-zero.
+    top) and raises; that notebook becomes `<output_stem>.failed.ipynb`, the previous
+    `.ipynb` and `.html` stay as they were, and the caller exits non-zero.
     """
     output_stem = Path(output_stem)
-    output_stem.parent.mkdir(parents=True, exist_ok=True)
-    executed = output_stem.with_suffix(".ipynb")
+    failed_notebook(output_stem).unlink(missing_ok=True)
     os.environ["KERAS_BACKEND"] = backend
     # TensorFlow's C++ start-up log would otherwise land in the report.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(
-        filter(None, [str(_kernelspec_dir()), os.environ.get("JUPYTER_PATH")])
-    )
-    papermill.execute_notebook(
-        str(notebook),
-        str(executed),
-        parameters=parameters,
-        kernel_name=KERNEL_NAME,
-        cwd=os.getcwd(),
-        progress_bar=True,
-        log_output=False,
-    )
-    to_html(executed, output_stem.with_suffix(".html"))
+    jupyter_path = os.environ.get("JUPYTER_PATH")
+    with (
+        tempfile.TemporaryDirectory(prefix="bnk-kernel-") as kernels,
+        atomic_paths(output_stem.with_suffix(".ipynb"), output_stem.with_suffix(".html"))
+        as (executed, html),
+    ):
+        _write_kernelspec(kernels)
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [kernels, jupyter_path]))
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                cwd=os.getcwd(),
+                progress_bar=True,
+                log_output=False,
+            )
+        except papermill.PapermillExecutionError:
+            os.replace(executed, failed_notebook(output_stem))
+            raise
+        finally:
+            if jupyter_path is None:
+                del os.environ["JUPYTER_PATH"]
+            else:
+                os.environ["JUPYTER_PATH"] = jupyter_path
+        to_html(executed, html)

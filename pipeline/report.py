@@ -1,7 +1,9 @@
 """Stage `report@<backend>`: notebooks/results.ipynb executed under that backend.
 
-Writes reports/<backend>.ipynb and reports/<backend>.html. A failing cell fails the
-stage; the executed notebook stays, its error shown at the top, for debugging.
+Writes reports/<backend>.ipynb and reports/<backend>.html. The data and the model
+the notebook reads are checked first. A failing cell fails the stage and leaves the
+previous report as it was; the failed notebook, its error shown at the top, is
+reports/<backend>.failed.ipynb.
 """
 
 import sys
@@ -9,9 +11,10 @@ from pathlib import Path
 
 import papermill
 
-from pipeline import params
+from pipeline import dataset, evaluate, params
 from pipeline.backend import BACKENDS, selected_backend
-from pipeline.render import render
+from pipeline.errors import one_line_errors
+from pipeline.render import failed_notebook, render
 
 NOTEBOOK = Path("notebooks/results.ipynb")
 REPORTS = Path("reports")
@@ -29,19 +32,20 @@ def backend_list(key, value):
 SCHEMA = {"backends": backend_list, "inference_batch": params.positive_int}
 
 
+@one_line_errors
 def main(notebook=NOTEBOOK):
-    try:
-        backend = selected_backend()
-        config = params.load("report", SCHEMA)
-    except ValueError as error:
-        sys.exit(str(error))
+    backend = selected_backend()
+    config = params.load("report", SCHEMA)
+    dataset.load_test()
+    evaluate.load_model()
     parameters = {"backends": config["backends"], "inference_batch": config["inference_batch"]}
     try:
         render(notebook, REPORTS / backend, parameters, backend)
     except papermill.PapermillExecutionError as error:
         sys.exit(
             f"{notebook} failed under {backend} ({error.ename}: {error.evalue}); "
-            f"the failed notebook is {REPORTS / backend}.ipynb."
+            f"the failed notebook is {failed_notebook(REPORTS / backend)}, and "
+            f"the previous report is unchanged."
         )
 
 
