@@ -1,6 +1,7 @@
 """The results notebook, executed by papermill in a real Jupyter kernel."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import keras
@@ -36,7 +37,18 @@ def test_results_notebook_renders_on_tiny_data(workdir, kernel_env):
     assert "load_model(" not in html  # code hidden: it reads as a report
 
 
-def test_failing_notebook_exits_nonzero_and_is_kept(workdir, kernel_env):
+def test_failing_notebook_keeps_the_previous_report_and_leaves_no_temp(
+    workdir, kernel_env, tmp_path, monkeypatch
+):
+    train.main()  # the stage checks the model before running the notebook
+    backend = keras.backend.backend()
+    previous = {suffix: workdir / f"reports/{backend}{suffix}" for suffix in (".ipynb", ".html")}
+    for path in previous.values():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("last good report")
+    temp = tmp_path / "system-temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     broken = workdir / "broken.ipynb"
     nbformat.write(
         new_notebook(
@@ -48,7 +60,7 @@ def test_failing_notebook_exits_nonzero_and_is_kept(workdir, kernel_env):
     )
     with pytest.raises(SystemExit, match="ValueError: bad cell ran"):
         report.main(broken)
-    backend = keras.backend.backend()
-    kept = (workdir / f"reports/{backend}.ipynb").read_text()
+    kept = (workdir / f"reports/{backend}.failed.ipynb").read_text()
     assert "bad cell ran" in kept and "An Exception was encountered" in kept
-    assert not (workdir / f"reports/{backend}.html").exists()
+    assert all(path.read_text() == "last good report" for path in previous.values())
+    assert not list(temp.iterdir())  # the kernelspec folder is removed
