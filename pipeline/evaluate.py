@@ -39,7 +39,7 @@ def load_model(path=MODEL_FILE):
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # a damaged or foreign archive fails in many ways
-        raise ModelError(f"{path} cannot be loaded as a Keras model: {error}") from None
+        raise ModelError(f"{path} cannot be loaded as a Keras model: {error}") from error
     if not isinstance(model, bnk.CNN):
         raise ModelError(f"{path} holds a {type(model).__name__}, not the trained bnk.CNN.")
     output = tuple(model(np.zeros((1, 28, 28, 1), "float32"), training=False).shape)
