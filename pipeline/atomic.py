@@ -7,12 +7,19 @@ import tempfile
 from pathlib import Path
 
 
+class OutputError(OSError):
+    """An output cannot be written (the message names the output, not a temp file)."""
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; move it onto `path` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror}.") from error
     os.close(fd)
     # mkstemp makes the file private; give it the mode a plain open() would.
     umask = os.umask(0)
@@ -26,6 +33,19 @@ def atomic_path(path):
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def atomic_paths(*paths):
+    """atomic_path for several outputs: each is moved into place only after every one
+    has been written, so a failure part-way leaves all of them as they were."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
+
+
+def json_text(data):
+    """Strict JSON: a NaN or infinity is an error here, not a bare `NaN` in the file."""
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(path, data):
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json_text(data))

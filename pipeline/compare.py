@@ -10,7 +10,6 @@ BatchNorm takes of the first convolution's output, and the small weights after t
 first step.
 """
 
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pipeline import dataset, params
 from pipeline.atomic import write_json
 from pipeline.batches import ShuffledBatches
 from pipeline.environment import describe
+from pipeline.errors import one_line_errors
 from pipeline.evaluate import evaluate
 
 SCHEMA = {
@@ -99,12 +99,10 @@ def train(config, x, y):
     return model, losses, time.perf_counter() - start, after_first_step
 
 
+@one_line_errors
 def main():
-    try:
-        config = params.load("compare", SCHEMA)
-        x, y, _, _ = dataset.load_training(config["validation"], config["limit"])
-    except ValueError as error:
-        sys.exit(str(error))
+    config = params.load("compare", SCHEMA)
+    x, y, _, _ = dataset.load_training(config["validation"], config["limit"])
     x_test, y_test = dataset.load_test()
     model, losses, seconds, after_first_step = train(config, x, y)
     probe = ShuffledBatches(x, y, config["batch_size"], config["seed"])[0][0]

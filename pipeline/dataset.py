@@ -1,13 +1,63 @@
-"""The MNIST arrays as the stages use them: scaled to [0, 1], split as the seed does."""
+"""The MNIST arrays as the stages use them: scaled to [0, 1], split as the seed does.
+
+Every read checks data/mnist.npz first (array headers before inflating anything, then
+the label range) and fails with one line naming the file and what is wrong. The images
+are uint8, so they are finite by construction.
+"""
+
+import zipfile
 
 import numpy as np
 
+from pipeline import mnist
+from pipeline.errors import PipelineError
+
 MNIST_FILE = "data/mnist.npz"
 TRAINING_IMAGES = 60_000
+CLASSES = 10
+
+
+class DataError(PipelineError, ValueError):
+    """data/mnist.npz is missing, damaged, or not shaped like MNIST."""
 
 
 def _images(x):
     return (x.astype("float32") / 255.0)[..., None]
+
+
+def _read(path, split):
+    """(images, labels) of `split` ("train" or "test"), checked, as stored (uint8)."""
+    images, labels = f"x_{split}", f"y_{split}"
+    try:
+        headers = mnist.npz_headers(path)
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing: run `dvc repro fetch` first.") from None
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as error:
+        raise DataError(f"{path} is not a readable .npz file: {error}") from None
+    uint8 = np.dtype(np.uint8)
+    count = mnist.SHAPES[images][0]
+    for key, tail, expected in ((images, (28, 28), "(n, 28, 28)"), (labels, (), "(n,)")):
+        if key not in headers:
+            raise DataError(f"{path} has no array `{key}` (it has: {', '.join(headers)}).")
+        shape, dtype = headers[key]
+        if dtype != uint8 or shape[1:] != tail or not 0 < shape[0] <= count:
+            raise DataError(
+                f"{path}: `{key}` must be uint8 of shape {expected} with "
+                f"0 < n <= {count}, got {dtype} {shape}."
+            )
+    if headers[images][0][0] != headers[labels][0][0]:
+        raise DataError(
+            f"{path}: `{images}` has {headers[images][0][0]} images but `{labels}` "
+            f"has {headers[labels][0][0]} labels."
+        )
+    with np.load(path, allow_pickle=False) as data:
+        x, y = data[images], data[labels]
+    if y.max() >= CLASSES:
+        bad = int(np.argmax(y >= CLASSES))
+        raise DataError(
+            f"{path}: `{labels}` must be in 0..{CLASSES - 1}, got {y[bad]} at index {bad}."
+        )
+    return x, y
 
 
 def load_training(validation, limit=None, path=MNIST_FILE):
@@ -15,13 +65,17 @@ def load_training(validation, limit=None, path=MNIST_FILE):
 
     `limit` keeps only the first `limit` training images, for quick runs.
     """
-    with np.load(path) as data:
-        x, y = data["x_train"], data["y_train"]
+    x, y = _read(path, "train")
     available = len(x) - validation
+    if available <= 0:
+        raise DataError(
+            f"{path} has {len(x)} training images, no more than the {validation} "
+            "held out for validation."
+        )
     if limit is not None and limit > available:
-        raise ValueError(
-            f"params.yaml: `train.limit`={limit} is larger than the {available} "
-            "training images left after the validation split."
+        raise DataError(
+            f"params.yaml: `limit`={limit} is larger than the {available} training "
+            f"images of {path} left after the validation split."
         )
     stop = available if limit is None else limit
     return (
@@ -33,5 +87,5 @@ def load_training(validation, limit=None, path=MNIST_FILE):
 
 
 def load_test(path=MNIST_FILE):
-    with np.load(path) as data:
-        return _images(data["x_test"]), data["y_test"].astype("int32")
+    x, y = _read(path, "test")
+    return _images(x), y.astype("int32")

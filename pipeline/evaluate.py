@@ -5,17 +5,18 @@ plot, and the predicted probabilities, against which the reports check the model
 under the other backends.
 """
 
-import sys
+import zipfile
 from pathlib import Path
 
 import keras
 import numpy as np
 
-import bnk  # noqa: F401  (registers bnk's classes for safe loading)
+import bnk  # also registers bnk's classes for safe loading
 from pipeline import dataset, params
-from pipeline.atomic import atomic_path, write_json
+from pipeline.atomic import atomic_paths, json_text
 from pipeline.backend import selected_backend
 from pipeline.environment import describe
+from pipeline.errors import PipelineError, one_line_errors
 from pipeline.train import MODEL_FILE
 
 SCHEMA = {"batch_size": params.positive_int}
@@ -24,12 +25,27 @@ PREDICTIONS_FILE = Path("metrics/test_predictions.csv")
 PROBABILITIES_FILE = Path("models/test_probabilities.npy")
 
 
+class ModelError(PipelineError, ValueError):
+    """models/cnn.keras is missing, unreadable, or not the trained bnk.CNN."""
+
+
 def load_model(path=MODEL_FILE):
-    if not Path(path).exists():
-        raise FileNotFoundError(
-            f"No trained model at {path}: run `dvc repro train` first."
-        )
-    return keras.saving.load_model(path, safe_mode=True)
+    """The trained bnk.CNN in `path` (safe_mode), checked to map MNIST images to 10 logits."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"No trained model at {path}: run `dvc repro train` first.")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise ModelError(f"{path} is not a Keras model file (not a .keras zip archive).")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # a damaged or foreign archive fails in many ways
+        raise ModelError(f"{path} cannot be loaded as a Keras model: {error}") from error
+    if not isinstance(model, bnk.CNN):
+        raise ModelError(f"{path} holds a {type(model).__name__}, not the trained bnk.CNN.")
+    output = tuple(model(np.zeros((1, 28, 28, 1), "float32"), training=False).shape)
+    if output != (1, 10):
+        raise ModelError(f"{path}: the model maps an MNIST image to {output}, not 10 logits.")
+    return model
 
 
 def evaluate(model, x_test, y_test, batch_size):
@@ -49,22 +65,20 @@ def evaluate(model, x_test, y_test, batch_size):
     }
 
 
+@one_line_errors
 def main():
-    try:
-        selected_backend()
-        config = params.load("evaluate", SCHEMA)
-        model = load_model()
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(str(error))
+    selected_backend()
+    config = params.load("evaluate", SCHEMA)
+    model = load_model()
     x_test, y_test = dataset.load_test()
     probabilities, metrics = evaluate(model, x_test, y_test, config["batch_size"])
     predicted = probabilities.argmax(axis=1)
-    with atomic_path(PROBABILITIES_FILE) as tmp:
-        np.save(tmp, probabilities)
-    with atomic_path(PREDICTIONS_FILE) as tmp:
-        rows = [f"{actual},{guess}" for actual, guess in zip(y_test, predicted)]
-        tmp.write_text("\n".join(["actual,predicted", *rows]) + "\n")
-    write_json(METRICS_FILE, {**describe(), **metrics})
+    rows = [f"{actual},{guess}" for actual, guess in zip(y_test, predicted)]
+    # All three written before any replaces its old version: they always agree.
+    with atomic_paths(PROBABILITIES_FILE, PREDICTIONS_FILE, METRICS_FILE) as tmps:
+        np.save(tmps[0], probabilities)
+        tmps[1].write_text("\n".join(["actual,predicted", *rows]) + "\n")
+        tmps[2].write_text(json_text({**describe(), **metrics}))
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}")
 
 

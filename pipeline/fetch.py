@@ -147,6 +147,13 @@ def text(key, value):
 
 
 def sha256_hex(key, value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML reads unquoted digits as a number (and leading zeros as octal), so the
+        # value is no longer the digits written; only quoting can keep them.
+        raise params.ParamsError(
+            f"params.yaml: `{key}` must be a quoted string: YAML read the unquoted "
+            f"digits as the number {value}. Write it as '<64 hex digits>'."
+        )
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise params.ParamsError(
             f"params.yaml: `{key}` must be a sha256 (64 hex digits), got {value!r}."

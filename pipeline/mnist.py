@@ -64,8 +64,43 @@ class SafeUnpickler(pickle.Unpickler):
             ) from None
 
 
+NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def npz_headers(file):
+    """{array name: (shape, dtype)} of an .npz (a path or file), read from each member's
+    .npy header only: an archive whose arrays would inflate to gigabytes is judged
+    before anything is inflated."""
+    headers = {}
+    with zipfile.ZipFile(file) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version not in NPY_HEADER_READERS:
+                    raise ValueError(f"{info.filename}: unsupported .npy version {version}")
+                shape, _, dtype = NPY_HEADER_READERS[version](member)
+            headers[info.filename.removesuffix(".npy")] = shape, dtype
+    return headers
+
+
 def decode_npz(data, name):
-    """The four arrays of a Keras-layout `.npz`, as stored (validate() checks them)."""
+    """The four arrays of a Keras-layout `.npz`, as stored (validate() checks them).
+
+    Shapes and dtypes are checked from the headers first, so nothing is inflated
+    that could not be MNIST.
+    """
+    try:
+        headers = npz_headers(io.BytesIO(data))
+    except Exception as error:  # a damaged archive fails in many ways
+        raise MnistError(f"{name} is not a readable Keras mnist.npz: {error}") from error
+    for key, shape in SHAPES.items():
+        found = headers.get(key)
+        if found != (shape, np.dtype(np.uint8)):
+            described = "missing" if found is None else f"{found[1]} {found[0]}"
+            raise MnistError(f"{name}: `{key}` should be uint8 {shape}, got {described}.")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {key: archive[key] for key in SHAPES}

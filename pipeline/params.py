@@ -5,11 +5,13 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.errors import PipelineError
+
 PARAMS_FILE = Path("params.yaml")
 SECTIONS = ("seed", "fetch", "train", "evaluate", "report", "compare", "experiment")
 
 
-class ParamsError(ValueError):
+class ParamsError(PipelineError, ValueError):
     """A key of params.yaml is missing, unknown or has a bad value."""
 
 

@@ -1,11 +1,16 @@
 """Execute a notebook with papermill under a given backend, and render it to HTML.
 
 Shared by the report stages. The kernel is the project's own interpreter, through a
-kernelspec made for the run (so no kernelspec in the user's home can shadow it), and
-it inherits KERAS_BACKEND from this process.
+kernelspec made for the run in a temporary folder removed afterwards (so no
+kernelspec in the user's home can shadow it), and it inherits KERAS_BACKEND from this
+process.
+
+The report stages keep their outputs across runs (`persist: true` in dvc.yaml), so the
+previous report must survive a failure: the notebook and its HTML are written beside
+their targets and replace them together only when both are complete. A failed run's
+notebook goes to `<stem>.failed.ipynb` instead, for debugging.
 """
 
-import contextlib
 import json
 import os
 import sys
@@ -16,7 +21,7 @@ import nbconvert
 import nbformat
 import papermill
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_paths
 
 KERNEL_NAME = "bnk-project-python"
 
@@ -25,23 +30,20 @@ class ReportError(RuntimeError):
     """The executed notebook shows something a reader must not see: a log line."""
 
 
-@contextlib.contextmanager
-def _kernelspec():
-    """A JUPYTER_PATH entry holding one kernelspec, this interpreter, for the run.
+def _write_kernelspec(root):
+    """Make `root` a JUPYTER_PATH entry holding one kernelspec: this interpreter.
 
     The kernel leaves output written straight to its file descriptors (TensorFlow's
     C++ start-up log, for one) on its own stderr, the stage's log, instead of copying
     it into the notebook.
     """
-    with tempfile.TemporaryDirectory(prefix="bnk-kernel-") as root:
-        spec = Path(root) / "kernels" / KERNEL_NAME
-        spec.mkdir(parents=True)
-        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                "--IPKernelApp.capture_fd_output=False"]
-        (spec / "kernel.json").write_text(
-            json.dumps({"argv": argv, "display_name": "bnk (project)", "language": "python"})
-        )
-        yield root
+    spec = Path(root) / "kernels" / KERNEL_NAME
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+            "--IPKernelApp.capture_fd_output=False"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "bnk (project)", "language": "python"})
+    )
 
 
 def check_outputs(notebook):
@@ -62,34 +64,50 @@ def to_html(notebook_path, html_path, title):
                                       exclude_output_prompt=True)
     notebook = nbformat.read(notebook_path, as_version=4)
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
-    with atomic_path(html_path) as tmp:
-        tmp.write_text(body)
+    Path(html_path).write_text(body)
+
+
+def failed_notebook(output_stem):
+    return Path(output_stem).with_suffix(".failed.ipynb")
 
 
 def render(notebook, output_stem, parameters, backend, title):
     """Run `notebook` under `backend` into `<output_stem>.ipynb` and `.html`.
 
     On a failing cell papermill still writes the executed notebook (error cell at the
-    top) and raises; so does a cell that wrote to stderr (ReportError). The HTML is
-    then not written, and the caller exits non-zero.
+    top) and raises; so does `check_outputs` on a cell that wrote to stderr
+    (ReportError). That notebook becomes `<output_stem>.failed.ipynb`, the previous
+    `.ipynb` and `.html` stay as they were, and the caller exits non-zero.
     """
     output_stem = Path(output_stem)
-    output_stem.parent.mkdir(parents=True, exist_ok=True)
-    executed = output_stem.with_suffix(".ipynb")
+    failed_notebook(output_stem).unlink(missing_ok=True)
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _kernelspec() as kernels:
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(
-            filter(None, [kernels, os.environ.get("JUPYTER_PATH")])
-        )
-        papermill.execute_notebook(
-            str(notebook),
-            str(executed),
-            parameters=parameters,
-            kernel_name=KERNEL_NAME,
-            cwd=os.getcwd(),
-            progress_bar=True,
-            log_output=False,
-        )
-    check_outputs(nbformat.read(executed, as_version=4))
-    to_html(executed, output_stem.with_suffix(".html"), title)
+    jupyter_path = os.environ.get("JUPYTER_PATH")
+    with (
+        tempfile.TemporaryDirectory(prefix="bnk-kernel-") as kernels,
+        atomic_paths(output_stem.with_suffix(".ipynb"), output_stem.with_suffix(".html"))
+        as (executed, html),
+    ):
+        _write_kernelspec(kernels)
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [kernels, jupyter_path]))
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=parameters,
+                kernel_name=KERNEL_NAME,
+                cwd=os.getcwd(),
+                progress_bar=True,
+                log_output=False,
+            )
+            check_outputs(nbformat.read(executed, as_version=4))
+        except (papermill.PapermillExecutionError, ReportError):
+            os.replace(executed, failed_notebook(output_stem))
+            raise
+        finally:
+            if jupyter_path is None:
+                del os.environ["JUPYTER_PATH"]
+            else:
+                os.environ["JUPYTER_PATH"] = jupyter_path
+        to_html(executed, html, title)

@@ -1,10 +1,12 @@
 """Stages `report@<backend>` and `index`: the report notebooks, executed and rendered.
 
 `python -m pipeline.report` executes notebooks/results.ipynb under the backend
-KERAS_BACKEND names -> reports/<backend>.ipynb and .html; `python -m pipeline.report
-index` executes notebooks/index.ipynb, the page that compares the backends and links
-every report -> reports/index.ipynb and .html. A failing cell, or one that writes to
-stderr, fails the stage; the executed notebook stays, for debugging.
+KERAS_BACKEND names -> reports/<backend>.ipynb and .html, after checking the data and
+the model it reads; `python -m pipeline.report index` executes notebooks/index.ipynb,
+the page that compares the backends and links every report -> reports/index.ipynb and
+.html. A failing cell, or one that writes to stderr, fails the stage and leaves the
+previous report as it was; the failed notebook, its error shown at the top, is
+reports/<name>.failed.ipynb.
 """
 
 import sys
@@ -12,9 +14,10 @@ from pathlib import Path
 
 import papermill
 
-from pipeline import params
+from pipeline import dataset, evaluate, params
 from pipeline.backend import BACKENDS, selected_backend
-from pipeline.render import ReportError, render
+from pipeline.errors import one_line_errors
+from pipeline.render import ReportError, failed_notebook, render
 
 NOTEBOOK = Path("notebooks/results.ipynb")
 INDEX_NOTEBOOK = Path("notebooks/index.ipynb")
@@ -34,21 +37,21 @@ def backend_list(key, value):
 SCHEMA = {"backends": backend_list, "inference_batch": params.positive_int}
 
 
+@one_line_errors
 def main(argv=(), notebook=None):
     """`argv` is the command line (`[]` or `["index"]`); `notebook` overrides its file."""
     argv = list(argv)
     if argv not in ([], ["index"]):
         sys.exit("usage: python -m pipeline.report [index]")
-    try:
-        backend = selected_backend()
-        config = params.load("report", SCHEMA)
-    except ValueError as error:
-        sys.exit(str(error))
+    backend = selected_backend()
+    config = params.load("report", SCHEMA)
     parameters = {"backends": config["backends"], "inference_batch": config["inference_batch"]}
     if argv == ["index"]:
         notebook = notebook or INDEX_NOTEBOOK
         stem, title = REPORTS / "index", "bnk: results on every backend"
     else:
+        dataset.load_test()
+        evaluate.load_model()
         notebook = notebook or NOTEBOOK
         stem, title = REPORTS / backend, f"bnk results under {BACKEND_NAMES[backend]}"
     try:
@@ -56,8 +59,10 @@ def main(argv=(), notebook=None):
     except (papermill.PapermillExecutionError, ReportError) as error:
         reason = (f"{error.ename}: {error.evalue}"
                   if isinstance(error, papermill.PapermillExecutionError) else str(error))
-        sys.exit(f"{notebook} failed under {backend} ({reason}); "
-                 f"the executed notebook is {stem}.ipynb.")
+        sys.exit(
+            f"{notebook} failed under {backend} ({reason}); the failed notebook is "
+            f"{failed_notebook(stem)}, and the previous report is unchanged."
+        )
 
 
 if __name__ == "__main__":

@@ -3,16 +3,20 @@
 Each epoch is a fresh shuffle drawn from the seed (`ShuffledBatches`), the same on
 every backend. Resumable: a killed run picks up from its last finished epoch (BackupAndRestore,
 in a folder keyed by the params and backend so a stale backup is never resumed).
-The model file is written atomically.
+The folder is locked while a trainer uses it: a trainer orphaned by a killed
+`dvc repro` keeps it, and a second one refuses to start instead of sharing it.
+A NaN loss stops training before anything is written. The model file is written
+atomically.
 """
 
 import hashlib
 import json
+import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
+import filelock
 import keras
 
 import bnk
@@ -21,6 +25,7 @@ from pipeline.atomic import atomic_path, write_json
 from pipeline.backend import selected_backend
 from pipeline.batches import ShuffledBatches
 from pipeline.environment import describe
+from pipeline.errors import PipelineError, one_line_errors
 
 SCHEMA = {
     "epochs": params.positive_int,
@@ -74,6 +79,42 @@ def backup_dir(config, backend):
     return BACKUP_ROOT / f"train-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
+class TrainingDiverged(PipelineError):
+    """The loss became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raise at the end of an epoch whose loss is NaN or infinite (Keras's
+    TerminateOnNaN would end `fit` normally, and the diverged model would be saved).
+
+    Once per epoch, not per batch: reading the loss every batch would cost a host
+    round trip each step. The epoch's loss is the mean over its batches, so one
+    diverged batch shows. Listed before the callbacks that log and back up the epoch.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(
+                f"training diverged: loss is {float(loss)} in epoch {epoch + 1}; "
+                f"{MODEL_FILE} and the metrics were not written (lower "
+                "`train.learning_rate` in params.yaml)."
+            )
+
+
+def locked(backup):
+    """Hold `backup`'s lock; PipelineError at once if another trainer holds it."""
+    lock = filelock.FileLock(backup / "lock", timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise PipelineError(
+            f"{backup} is in use by another trainer (an earlier `dvc repro` killed "
+            "while training leaves its trainer running): wait for it or stop it."
+        ) from None
+    return lock
+
+
 def history_rows(csv_path):
     """The per-epoch log, one row per epoch (a resumed epoch's last row wins)."""
     lines = csv_path.read_text().splitlines()
@@ -94,19 +135,37 @@ class EpochCounter(keras.callbacks.Callback):
         self.epochs += 1
 
 
-def train(config, backend):
-    keras.utils.set_random_seed(config["seed"])
+def load_data(config):
+    """(x_train, y_train, x_val, y_val) of data/mnist.npz, checked against `config`."""
     x_train, y_train, x_val, y_val = dataset.load_training(
         config["validation"], config["limit"]
     )
+    if config["batch_size"] > len(x_train):
+        raise params.ParamsError(
+            f"params.yaml: `train.batch_size`={config['batch_size']} is larger than "
+            f"the {len(x_train)} training images."
+        )
+    return x_train, y_train, x_val, y_val
+
+
+def train(config, backend):
+    keras.utils.set_random_seed(config["seed"])
+    x_train, y_train, x_val, y_val = load_data(config)
     model = build_model(config)
     backup = backup_dir(config, backend)
     backup.mkdir(parents=True, exist_ok=True)
+    with locked(backup):
+        fit_and_save(model, config, backup, x_train, y_train, x_val, y_val)
+    shutil.rmtree(backup)
+
+
+def fit_and_save(model, config, backup, x_train, y_train, x_val, y_val):
     log = backup / "history.csv"
     counter = EpochCounter()
     batches = ShuffledBatches(x_train, y_train, config["batch_size"], config["seed"])
     callbacks = [
         batches.start_at_resumed_epoch(),
+        StopOnNonFiniteLoss(),
         keras.callbacks.CSVLogger(str(log), append=True),
         keras.callbacks.BackupAndRestore(str(backup / "state")),
         counter,
@@ -140,18 +199,11 @@ def train(config, backend):
             **{key: float(value) for key, value in final.items() if key != "epoch"},
         },
     )
-    shutil.rmtree(backup)
 
 
+@one_line_errors
 def main():
-    try:
-        backend = selected_backend()
-        config = load_params()
-    except ValueError as error:
-        sys.exit(str(error))
-    if not Path(dataset.MNIST_FILE).exists():
-        sys.exit(f"{dataset.MNIST_FILE} is missing: run `dvc repro fetch` first.")
-    train(config, backend)
+    train(load_params(), selected_backend())
 
 
 if __name__ == "__main__":

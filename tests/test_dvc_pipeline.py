@@ -118,3 +118,56 @@ def test_unknown_backend_fails_at_once_naming_it(project):
     result = run(dvc("repro"), project, "theano", check=False)
     assert result.returncode != 0
     assert "Unknown KERAS_BACKEND='theano'" in result.stdout + result.stderr
+
+
+def test_failed_stages_keep_their_outputs_and_a_fixed_rerun_recovers(project):
+    """Each breakage fails `dvc repro` with one line and changes no output; undoing it
+    brings the pipeline back to up to date without --force. Runs after the whole
+    pipeline has run (the test above), so every output exists."""
+    backend = keras.backend.backend()
+    outputs = [
+        "data/mnist.npz", "data/provenance.json", "state/checked.json",
+        "models/cnn.keras", "metrics/train.json", "metrics/train_history.csv",
+        "models/test_probabilities.npy", "metrics/eval.json",
+        "metrics/test_predictions.csv", f"reports/{backend}.ipynb", f"reports/{backend}.html",
+    ]
+    before = {name: (project / name).read_bytes() for name in outputs}
+    committed = {name: (project / name).read_bytes()
+                 for name in ("params.yaml", "notebooks/results.ipynb")}
+
+    def set_params(change):
+        config = yaml.safe_load(committed["params.yaml"])
+        change(config)
+        (project / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    breakages = [
+        (lambda c: c["train"].update(epochs=-1),
+         "params.yaml: `train.epochs` must be a positive integer, got -1."),
+        (lambda c: c["fetch"].update(sources=["nosuch"]),
+         "params.yaml: `fetch.sources` has unknown source 'nosuch'"),
+        (lambda c: c.pop("evaluate"), "'evaluate' are missing from 'params.yaml'"),
+        (lambda c: c["report"].update(backends=["theano"]),
+         "params.yaml: `report.backends` must be a non-empty list of"),
+    ]
+    for change, message in breakages:
+        set_params(change)
+        result = run(dvc("repro"), project, backend, check=False)
+        assert result.returncode != 0 and message in result.stdout + result.stderr, message
+        assert {name: (project / name).read_bytes() for name in outputs} == before, message
+    (project / "params.yaml").write_bytes(committed["params.yaml"])
+
+    notebook = json.loads(committed["notebooks/results.ipynb"])
+    notebook["cells"].insert(0, {"cell_type": "code", "metadata": {}, "outputs": [],
+                                 "execution_count": None,
+                                 "source": "raise ValueError('broken cell')"})
+    (project / "notebooks/results.ipynb").write_text(json.dumps(notebook))
+    result = run(dvc("repro"), project, backend, check=False)
+    assert result.returncode != 0 and "ValueError: broken cell" in result.stderr
+    assert "broken cell" in (project / f"reports/{backend}.failed.ipynb").read_text()
+    assert {name: (project / name).read_bytes() for name in outputs} == before
+    (project / "notebooks/results.ipynb").write_bytes(committed["notebooks/results.ipynb"])
+
+    recovered = run(dvc("repro"), project, backend).stdout
+    assert "Running stage 'train'" not in recovered
+    assert {name: (project / name).read_bytes() for name in outputs} == before
+    assert set(json.loads(run(dvc("status", "--json"), project, backend).stdout)) <= {"backend"}

@@ -1,6 +1,7 @@
 """The results notebook, executed by papermill in a real Jupyter kernel."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import keras
@@ -39,7 +40,18 @@ def test_results_notebook_renders_on_tiny_data(workdir, kernel_env):
     assert "load_model(" not in html  # code hidden: it reads as a report
 
 
-def test_failing_notebook_exits_nonzero_and_is_kept(workdir, kernel_env):
+def test_failing_notebook_keeps_the_previous_report_and_leaves_no_temp(
+    workdir, kernel_env, tmp_path, monkeypatch
+):
+    train.main()  # the stage checks the model before running the notebook
+    backend = keras.backend.backend()
+    previous = {suffix: workdir / f"reports/{backend}{suffix}" for suffix in (".ipynb", ".html")}
+    for path in previous.values():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("last good report")
+    temp = tmp_path / "system-temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     broken = workdir / "broken.ipynb"
     nbformat.write(
         new_notebook(
@@ -51,14 +63,15 @@ def test_failing_notebook_exits_nonzero_and_is_kept(workdir, kernel_env):
     )
     with pytest.raises(SystemExit, match="ValueError: bad cell ran"):
         report.main(notebook=broken)
-    backend = keras.backend.backend()
-    kept = (workdir / f"reports/{backend}.ipynb").read_text()
+    kept = (workdir / f"reports/{backend}.failed.ipynb").read_text()
     assert "bad cell ran" in kept and "An Exception was encountered" in kept
-    assert not (workdir / f"reports/{backend}.html").exists()
+    assert all(path.read_text() == "last good report" for path in previous.values())
+    assert not list(temp.iterdir())  # the kernelspec folder is removed
 
 
 def test_a_cell_writing_to_stderr_fails_the_report(workdir, kernel_env):
     """A library's log line would otherwise end up in the page a reader opens."""
+    train.main()  # the stage checks the model before running the notebook
     noisy = workdir / "noisy.ipynb"
     nbformat.write(
         new_notebook(
@@ -71,15 +84,3 @@ def test_a_cell_writing_to_stderr_fails_the_report(workdir, kernel_env):
     with pytest.raises(SystemExit, match=r"cell \d+ wrote to stderr.*a library log line"):
         report.main(notebook=noisy)
     assert not (workdir / f"reports/{keras.backend.backend()}.html").exists()
-
-
-def test_the_kernel_leaves_no_folder_behind(workdir, kernel_env, tmp_path, monkeypatch):
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setenv("TMPDIR", str(scratch))
-    monkeypatch.setattr("tempfile.tempdir", None)
-    noisy = workdir / "empty.ipynb"
-    nbformat.write(new_notebook(cells=[new_code_cell("1")], metadata={"kernelspec": {
-        "name": "python3", "language": "python", "display_name": "Python 3"}}), noisy)
-    report.main(notebook=noisy)
-    assert not list(scratch.glob("bnk-kernel-*"))

@@ -1,0 +1,155 @@
+"""Bad inputs, crashes and a second trainer: one line naming the problem, nothing lost.
+
+Each stage runs in-process on this process's backend (the suite runs once per backend).
+"""
+
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import filelock
+import keras
+import numpy as np
+import pytest
+import yaml
+from conftest import BACKENDS, TINY
+
+from pipeline import evaluate, fetch, mnist, params, train
+from pipeline.atomic import OutputError, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_OUTPUTS = [train.MODEL_FILE, train.METRICS_FILE, train.HISTORY_FILE]
+
+
+@pytest.fixture
+def trained(workdir, monkeypatch):
+    """A scratch project after a successful train; returns its outputs' bytes."""
+    monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
+    train.main()
+    return {path: path.read_bytes() for path in TRAIN_OUTPUTS}
+
+
+def replace_arrays(workdir, **arrays):
+    with np.load(workdir / "data/mnist.npz") as data:
+        np.savez(workdir / "data/mnist.npz", **{**data, **arrays})
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x_train": np.full((256, 28, 28), np.nan)},
+         ("data/mnist.npz: `x_train` must be uint8 of shape (n, 28, 28) with 0 < n <= "
+          "60000, got float64 (256, 28, 28).")),
+        ({"y_train": np.full(256, 11, np.uint8)},
+         "data/mnist.npz: `y_train` must be in 0..9, got 11 at index 0."),
+        ({"x_train": np.zeros((100, 32, 32), np.uint8)},
+         "got uint8 (100, 32, 32)."),
+    ],
+)
+def test_bad_data_fails_naming_the_file_and_keeps_the_model(trained, workdir, arrays, message):
+    replace_arrays(workdir, **arrays)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main()
+    assert str(exit_info.value.code).endswith(message)
+    assert "\n" not in str(exit_info.value.code)
+    assert {path: path.read_bytes() for path in TRAIN_OUTPUTS} == trained
+
+
+def test_truncated_data_and_garbage_model_are_named(trained, workdir):
+    data = workdir / "data/mnist.npz"
+    data.write_bytes(data.read_bytes()[:1000])
+    with pytest.raises(SystemExit, match=r"^data/mnist.npz is not a readable .npz file"):
+        evaluate.main()
+    train.MODEL_FILE.write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match=r"^models/cnn.keras is not a Keras model file"):
+        evaluate.main()
+    assert not evaluate.METRICS_FILE.exists()
+
+
+def test_nan_loss_stops_training_before_writing(trained, workdir):
+    config = yaml.safe_load((workdir / "params.yaml").read_text())
+    config["train"]["learning_rate"] = 1e30
+    (workdir / "params.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match=r"^training diverged: loss is (nan|inf)"):
+        train.main()
+    assert {path: path.read_bytes() for path in TRAIN_OUTPUTS} == trained
+
+
+def test_batch_larger_than_the_data_is_refused(workdir, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
+    config = {**TINY, "train": {**TINY["train"], "batch_size": 500}}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match=r"`train.batch_size`=500 is larger than the 192"):
+        train.main()
+
+
+def test_a_second_trainer_on_the_same_checkpoints_refuses(workdir, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
+    backup = train.backup_dir(train.load_params(), keras.backend.backend())
+    backup.mkdir(parents=True)
+    # The lock is per open file, so this process holding it stands for another trainer.
+    with filelock.FileLock(backup / "lock"), pytest.raises(
+        SystemExit, match=r"is in use by another trainer"
+    ):
+        train.main()
+    assert not train.MODEL_FILE.exists()
+
+
+def test_evaluate_writes_all_outputs_or_none(trained, workdir):
+    evaluate.PROBABILITIES_FILE.write_bytes(b"previous")
+    metrics = workdir / "metrics"
+    for path in metrics.iterdir():
+        path.unlink()
+    metrics.rmdir()
+    metrics.write_text("a file where the folder should be")
+    with pytest.raises(SystemExit, match=r"^cannot write metrics/test_predictions.csv"):
+        evaluate.main()
+    assert evaluate.PROBABILITIES_FILE.read_bytes() == b"previous"
+
+
+def test_metrics_are_strict_json(tmp_path):
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        write_json(tmp_path / "m.json", {"loss": math.nan})
+    with pytest.raises(OutputError, match=r"^cannot write .*file/m.json: "):
+        (tmp_path / "file").write_text("")
+        write_json(tmp_path / "file/m.json", {})
+
+
+def test_unquoted_sha256_is_explained():
+    with pytest.raises(params.ParamsError, match="must be a quoted string: YAML read"):
+        fetch.sha256_hex("fetch.file.sha256", 0)
+
+
+def test_npz_headers_are_checked_before_inflating():
+    """A header that claims 784 GB of images, with no data behind it: rejected from the
+    header alone (inflating it would fail, or fill the memory)."""
+    archive = io.BytesIO()
+    header = {"descr": "|u1", "fortran_order": False, "shape": (10**9, 28, 28)}
+    with (
+        zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped,
+        zipped.open("x_train.npy", "w") as member,
+    ):
+        np.lib.format.write_array_header_1_0(member, header)
+    with pytest.raises(mnist.MnistError, match=r"`x_train` should be uint8 \(60000, 28, 28\), "
+                                               r"got uint8 \(1000000000, 28, 28\)"):
+        mnist.decode_npz(archive.getvalue(), "bomb.npz")
+
+
+@pytest.mark.parametrize("variable", [None, ""])
+def test_backend_comes_from_keras_config_file(tmp_path, variable):
+    """keras.json names the next backend; KERAS_BACKEND unset or empty: Keras uses the
+    file, and so does the record (in a fresh process, as Keras reads it on import)."""
+    configured = BACKENDS[(BACKENDS.index(keras.backend.backend()) + 1) % len(BACKENDS)]
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": configured}))
+    env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    env.update(KERAS_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    if variable is not None:
+        env["KERAS_BACKEND"] = variable
+    subprocess.run([sys.executable, "-m", "pipeline.backend"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
+    assert (tmp_path / "state/backend.txt").read_text() == configured + "\n"
