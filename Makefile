@@ -4,10 +4,12 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 BACKENDS := tensorflow jax torch
 STAMP := $(VENV)/.installed
+# The page `dvc plots show` fills (.dvc/config's plots.html_template).
+PLOTS_TEMPLATE := $(VENV)/dvc_plots_offline.html
 
-.PHONY: setup test repro lock lint
+.PHONY: setup test repro lock lint notebooks
 
-setup: $(STAMP)
+setup: $(STAMP) $(PLOTS_TEMPLATE)
 
 # Rebuilt only when the lock file or the project's metadata change.
 $(STAMP): requirements.lock pyproject.toml
@@ -15,6 +17,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m pip install --disable-pip-version-check -q -r requirements.lock
 	$(PYTHON) -m pip install --disable-pip-version-check -q --no-deps -e .
 	touch $@
+
+# vega, vega-lite and vega-embed inline, from the pinned vl-convert-python, so the
+# plots render without the internet.
+$(PLOTS_TEMPLATE): $(STAMP) pipeline/plots_template.py
+	$(PYTHON) -m pipeline.plots_template $@
 
 test: setup
 	@status=0; for backend in $(BACKENDS); do \
@@ -27,7 +34,11 @@ repro: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" dvc repro
 
 lint: setup
-	$(VENV)/bin/ruff check bnk pipeline tests benchmarks
+	$(VENV)/bin/ruff check bnk pipeline tests benchmarks notebooks
+
+# After editing a notebook's .py: carry its cells into the .ipynb papermill runs.
+notebooks: setup
+	$(VENV)/bin/jupytext --sync notebooks/*.py
 
 # Re-pin every package from what is installed in .venv (after a deliberate upgrade).
 lock:
