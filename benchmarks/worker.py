@@ -1,5 +1,5 @@
 """One benchmark worker: a process that builds its configurations once, then
-runs one measurement per request, so that the parent (`benchmarks.run`) can
+runs one measurement per request, so that the parent (`benchmarks.runner`) can
 interleave measurements of different backends in time.
 
 Protocol, JSON lines: the worker writes `{"ready": ..., "info": ...,
@@ -34,11 +34,9 @@ def flop_per_image(model):
     """
     import keras
 
-    layers = [layer for block in model.blocks for layer in block]
-    layers += [model.flatten, model.hidden, model.dropout, model.logits]
     shape = (1, 28, 28, 1)
     forward, first = 0, None
-    for layer in layers:
+    for layer in model.layers_in_call_order:
         out = layer.compute_output_shape(shape)
         if isinstance(layer, keras.layers.Conv2D):
             kh, kw = layer.kernel_size
@@ -78,25 +76,6 @@ def steady_state_clock():
             self.start = time.perf_counter()
 
     return Clock()
-
-
-def keras_bn_cnn():
-    """`bnk.CNN` with `keras.layers.BatchNormalization` where bnk puts its
-    `BatchNorm`: same place, momentum and epsilon, the rest unchanged."""
-    import keras
-
-    import bnk
-
-    model = bnk.CNN(batch_norm=False)
-    norms = []
-    for index, block in enumerate(model.blocks, start=1):
-        norm = keras.layers.BatchNormalization(
-            momentum=model.momentum, epsilon=model.epsilon, name=f"bn{index}"
-        )
-        block.insert(1, norm)  # conv, BN, ReLU, pool, as in bnk.CNN.
-        norms.append(norm)
-    model.keras_batch_norms = norms  # Tracks the new layers and their weights.
-    return model
 
 
 class KerasBench:
@@ -139,8 +118,10 @@ class KerasBench:
             jit_modes = [False, True]
         makers = {
             "bnk.BatchNorm": bnk.CNN,
-            "keras.BatchNormalization": keras_bn_cnn,
-            "no BN": functools.partial(bnk.CNN, batch_norm=False),
+            "keras.BatchNormalization": functools.partial(
+                bnk.CNN, normalization=keras.layers.BatchNormalization
+            ),
+            "no BN": functools.partial(bnk.CNN, normalization=None),
         }
         self.measurements = {}
         for jit in jit_modes:

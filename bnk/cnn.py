@@ -1,33 +1,65 @@
 """`CNN`: the seed tutorial's two-block convolutional network for MNIST."""
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
-from keras import layers
+from keras import initializers, layers
 
 from bnk.batch_norm import BatchNorm
+
+# The seed tutorial's initialization, by weight name: kernels truncated normal
+# with stddev 0.01 (cut at two stddev), biases 0.01, and the normalization
+# layers' usual gamma 1, beta 0, moving mean 0, moving variance 1.
+# Identifiers for `keras.initializers.get` rather than initializer objects: an
+# unseeded random initializer draws its seed once, when it is created, so one
+# object shared by every model would give every model the same kernels.
+INITIALIZERS = {
+    "kernel": {"class_name": "TruncatedNormal", "config": {"stddev": 0.01}},
+    "bias": {"class_name": "Constant", "config": {"value": 0.01}},
+    "gamma": "ones",
+    "beta": "zeros",
+    "moving_mean": "zeros",
+    "moving_variance": "ones",
+}
 
 
 @keras.saving.register_keras_serializable(package="bnk")
 class CNN(keras.Model):
     """The seed's MNIST network as a subclassed model.
 
-    Two blocks of conv 5x5 (SAME) -> BatchNorm -> ReLU -> max-pool 2x2, with
-    32 then 64 filters; then dense 1024 ReLU, dropout, dense `num_classes`.
-    The output is logits (use `from_logits=True` losses); the seed's softmax
-    and clipped log are folded into the loss, which is the numerically stable
-    form.
+    Two blocks of conv 5x5 (SAME) -> normalization -> ReLU -> max-pool 2x2,
+    with 32 then 64 filters; then dense 1024 ReLU, dropout, dense
+    `num_classes`. The output is logits (use `from_logits=True` losses); the
+    seed's softmax and clipped log are folded into the loss, which is the
+    numerically stable form.
 
-    Initialization as in the seed: kernels truncated normal with stddev 0.01,
-    biases 0.01. The convolutions keep their bias, as the seed does, although
-    BatchNorm's `beta` makes it redundant (Ioffe & Szegedy, section 3.2): that
-    keeps the parameter count at the seed's 3,275,018 (192 non-trainable)
-    and lets `batch_norm=False` use the bias.
+    Initialization as in the seed (`INITIALIZERS`): kernels truncated normal
+    with stddev 0.01, biases 0.01. The convolutions keep their bias, as the
+    seed does, although batch norm's `beta` makes it redundant (Ioffe &
+    Szegedy, section 3.2): that keeps the parameter count at the seed's
+    3,275,018 (192 non-trainable) and lets `normalization=None` use the bias.
 
     Args:
-        batch_norm: if False, the same network without the BatchNorm layers.
+        normalization: the layer after each convolution: a layer class, or a
+            function returning a layer, called once per block with the
+            keyword arguments of `keras.layers.BatchNormalization` that the
+            network sets: `momentum`, `epsilon`, `gamma_initializer`,
+            `beta_initializer`, `moving_mean_initializer`,
+            `moving_variance_initializer` and `name` ("bn1", "bn2").
+            Default `bnk.BatchNorm`; `keras.layers.BatchNormalization` for
+            Keras's own; None for no normalization. To save and load the
+            model, it must be a Keras layer class or an object registered
+            with `keras.saving.register_keras_serializable` (or passed to
+            `load_model` in `custom_objects`).
         num_classes: number of outputs.
         dropout: dropout rate before the last layer (the seed keeps 0.5).
-        momentum: BatchNorm momentum (the seed's decay, 0.9).
-        epsilon: BatchNorm epsilon (1e-3).
+        momentum: normalization momentum (the seed's decay, 0.9).
+        epsilon: normalization epsilon (1e-3).
+        batch_norm: the older spelling of `normalization`: False is
+            `normalization=None`, True the default. Still read so that code
+            and models saved before `normalization` existed keep working;
+            cannot be combined with a `normalization` other than the default.
         **kwargs: base model arguments (`name`, ...).
 
     Call arguments:
@@ -38,31 +70,39 @@ class CNN(keras.Model):
 
     def __init__(
         self,
-        batch_norm=True,
-        num_classes=10,
-        dropout=0.5,
-        momentum=0.9,
-        epsilon=1e-3,
-        **kwargs,
+        normalization: Callable[..., keras.layers.Layer] | None = BatchNorm,
+        num_classes: int = 10,
+        dropout: float = 0.5,
+        momentum: float = 0.9,
+        epsilon: float = 1e-3,
+        batch_norm: bool | None = None,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        self.batch_norm = batch_norm
+        if batch_norm is not None:
+            if normalization is not BatchNorm:
+                raise ValueError(
+                    "Pass `normalization` or the older `batch_norm`, not both; "
+                    f"got normalization={normalization!r}, batch_norm={batch_norm!r}."
+                )
+            normalization = BatchNorm if batch_norm else None
+        if normalization is not None and not callable(normalization):
+            raise TypeError(
+                "`normalization` must be a layer class, a function returning a "
+                f"layer, or None; got normalization={normalization!r}."
+            )
+        self.normalization = normalization
         self.num_classes = num_classes
         self.dropout_rate = dropout
         self.momentum = momentum
         self.epsilon = epsilon
-        kernel_init = keras.initializers.TruncatedNormal(stddev=0.01)
-        bias_init = keras.initializers.Constant(0.01)
+        # One object per model, shared by its layers: their shapes differ, so
+        # their kernels do.
+        kernel_initializer = initializers.get(INITIALIZERS["kernel"])
+        bias_initializer = initializers.get(INITIALIZERS["bias"])
 
-        def dense(units, activation=None, name=None):
-            return layers.Dense(
-                units,
-                activation=activation,
-                kernel_initializer=kernel_init,
-                bias_initializer=bias_init,
-                name=name,
-            )
-
+        # The attribute names and nesting below are where a saved model's weights
+        # are stored: changing them would stop older files from loading.
         self.blocks = []
         for index, filters in enumerate((32, 64), start=1):
             block = [
@@ -70,22 +110,51 @@ class CNN(keras.Model):
                     filters,
                     5,
                     padding="same",
-                    kernel_initializer=kernel_init,
-                    bias_initializer=bias_init,
+                    kernel_initializer=kernel_initializer,
+                    bias_initializer=bias_initializer,
                     name=f"conv{index}",
                 )
             ]
-            if batch_norm:
+            if normalization is not None:
                 block.append(
-                    BatchNorm(momentum=momentum, epsilon=epsilon, name=f"bn{index}")
+                    normalization(
+                        momentum=momentum,
+                        epsilon=epsilon,
+                        gamma_initializer=INITIALIZERS["gamma"],
+                        beta_initializer=INITIALIZERS["beta"],
+                        moving_mean_initializer=INITIALIZERS["moving_mean"],
+                        moving_variance_initializer=INITIALIZERS["moving_variance"],
+                        name=f"bn{index}",
+                    )
                 )
             block.append(layers.ReLU(name=f"relu{index}"))
             block.append(layers.MaxPooling2D(2, padding="same", name=f"pool{index}"))
             self.blocks.append(block)
         self.flatten = layers.Flatten(name="flatten")
-        self.hidden = dense(1024, activation="relu", name="fc1")
+        self.hidden = layers.Dense(
+            1024,
+            activation="relu",
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            name="fc1",
+        )
         self.dropout = layers.Dropout(dropout, name="dropout")
-        self.logits = dense(num_classes, name="logits")
+        self.logits = layers.Dense(
+            num_classes,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            name="logits",
+        )
+
+    @property
+    def layers_in_call_order(self) -> list[keras.layers.Layer]:
+        """The model's layers in the order `call` applies them, one after another."""
+        return [layer for block in self.blocks for layer in block] + [
+            self.flatten,
+            self.hidden,
+            self.dropout,
+            self.logits,
+        ]
 
     def build(self, input_shape):
         # A symbolic pass creates every sublayer's weights.
@@ -96,20 +165,44 @@ class CNN(keras.Model):
         x = inputs
         if len(x.shape) == 3:
             x = keras.ops.expand_dims(x, -1)
-        for block in self.blocks:
-            for layer in block:
-                x = layer(x, training=training)
-        x = self.flatten(x)
-        x = self.hidden(x)
-        x = self.dropout(x, training=training)
-        return self.logits(x)
+        for layer in self.layers_in_call_order:
+            x = layer(x, training=training)
+        return x
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "batch_norm": self.batch_norm,
+            "normalization": _normalization_name(self.normalization),
             "num_classes": self.num_classes,
             "dropout": self.dropout_rate,
             "momentum": self.momentum,
             "epsilon": self.epsilon,
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "CNN":
+        config = dict(config)
+        name = config.get("normalization")
+        if name is not None:
+            config["normalization"] = keras.saving.get_registered_object(
+                name, module_objects=vars(keras.layers)
+            )
+            if config["normalization"] is None:
+                raise ValueError(
+                    f"Unknown normalization {name!r}: register it with "
+                    "`keras.saving.register_keras_serializable`, or pass it to "
+                    "`keras.saving.load_model` in `custom_objects`."
+                )
+        return cls(**config)
+
+
+def _normalization_name(normalization):
+    """The name `from_config` finds `normalization` by (None for None)."""
+    if normalization is None:
+        return None
+    if not hasattr(normalization, "__name__"):
+        raise TypeError(
+            f"Cannot save normalization={normalization!r}: only a class or a "
+            "named function can be found again when the model is loaded."
+        )
+    return keras.saving.get_registered_name(normalization)

@@ -25,7 +25,9 @@ FOLDABLE_INTO = (
 )
 
 
-def fold_batch_norm(model, input_shape=None):
+def fold_batch_norm(
+    model: keras.Model, input_shape: tuple[int, ...] | None = None
+) -> keras.Model:
     """Return an inference copy of `model` with its batch norms folded away.
 
     Every `bnk.BatchNorm` or `keras.layers.BatchNormalization` whose only
@@ -93,10 +95,10 @@ def _as_functional(model, input_shape):
         raise ValueError(f"Build model {model.name!r} before folding it.")
     if isinstance(model, (keras.Sequential, CNN)):
         if isinstance(model, CNN):
-            layers = [layer for block in model.blocks for layer in block]
-            layers += [model.flatten, model.hidden, model.dropout, model.logits]
+            layers = model.layers_in_call_order
             if input_shape is None:
-                input_shape = (28, 28, model.blocks[0][0].kernel.shape[-2])
+                # The first layer is conv1: kernel (5, 5, input channels, filters).
+                input_shape = (28, 28, layers[0].kernel.shape[-2])
             inputs = keras.Input(shape=input_shape, name=f"{model.name}_input")
         else:
             layers = model.layers

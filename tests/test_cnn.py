@@ -12,16 +12,62 @@ def _count(weights):
     return int(sum(np.prod(w.shape) for w in weights))
 
 
+NORMALIZATIONS = {
+    "bnk": bnk.BatchNorm,
+    "keras": keras.layers.BatchNormalization,
+    "none": None,
+}
+
+
 @pytest.mark.parametrize(
-    "batch_norm, total, non_trainable", [(True, 3_275_018, 192), (False, 3_274_634, 0)]
+    "normalization, total, non_trainable",
+    [
+        (bnk.BatchNorm, 3_275_018, 192),
+        (keras.layers.BatchNormalization, 3_275_018, 192),
+        (None, 3_274_634, 0),
+    ],
+    ids=list(NORMALIZATIONS),
 )
-def test_parameter_counts_and_output_shape(rng, batch_norm, total, non_trainable):
-    model = bnk.CNN(batch_norm=batch_norm)
+def test_parameter_counts_and_output_shape(rng, normalization, total, non_trainable):
+    model = bnk.CNN(normalization=normalization)
     y = model(rng.random((2, 28, 28, 1)).astype("float32"))
     assert tuple(y.shape) == (2, 10)
     assert model.count_params() == total
     assert _count(model.non_trainable_weights) == non_trainable
-    assert any(isinstance(layer, bnk.BatchNorm) for layer in model._flatten_layers()) == batch_norm
+    norms = [type(layer) for layer in model.layers if layer.name in ("bn1", "bn2")]
+    assert norms == ([] if normalization is None else [normalization] * 2)
+
+
+@pytest.mark.parametrize("normalization", NORMALIZATIONS.values(), ids=list(NORMALIZATIONS))
+def test_layers_in_call_order(normalization):
+    names = [
+        layer.name
+        for layer in bnk.CNN(normalization=normalization).layers_in_call_order
+    ]
+    bn1, bn2 = (["bn1"], ["bn2"]) if normalization else ([], [])
+    assert names == [
+        "conv1", *bn1, "relu1", "pool1", "conv2", *bn2, "relu2", "pool2",
+        "flatten", "fc1", "dropout", "logits",
+    ]
+
+
+def test_normalization_layers_get_the_networks_settings():
+    model = bnk.CNN(normalization=keras.layers.BatchNormalization, momentum=0.8,
+                    epsilon=1e-2)
+    model.build((None, 28, 28, 1))
+    bn = model.get_layer("bn1")
+    assert (bn.momentum, bn.epsilon) == (0.8, 1e-2)
+    np.testing.assert_array_equal(to_numpy(bn.gamma), np.ones(32))
+    np.testing.assert_array_equal(to_numpy(bn.moving_variance), np.ones(32))
+
+
+def test_batch_norm_flag_is_the_older_spelling():
+    assert bnk.CNN(batch_norm=False).normalization is None
+    assert bnk.CNN(batch_norm=True).normalization is bnk.BatchNorm
+    with pytest.raises(ValueError, match="not both"):
+        bnk.CNN(normalization=keras.layers.BatchNormalization, batch_norm=False)
+    with pytest.raises(TypeError, match="layer class"):
+        bnk.CNN(False)  # Once the first positional argument was `batch_norm`.
 
 
 def test_training_flag_switches_dropout_and_batch_norm(rng):
@@ -50,7 +96,26 @@ def test_a_few_fit_steps_reduce_the_loss(rng):
     assert np.abs(to_numpy(bn.moving_mean)).max() > 0  # fit ran in training mode
 
 
-def test_config_round_trips():
-    model = bnk.CNN(batch_norm=False, dropout=0.3, momentum=0.8)
+@pytest.mark.parametrize("normalization", NORMALIZATIONS.values(), ids=list(NORMALIZATIONS))
+def test_config_round_trips(normalization):
+    model = bnk.CNN(normalization=normalization, dropout=0.3, momentum=0.8)
     clone = bnk.CNN.from_config(model.get_config())
+    assert clone.normalization is normalization
     assert clone.get_config() == model.get_config()
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_config_with_the_batch_norm_flag_still_loads(batch_norm):
+    config = bnk.CNN(dropout=0.3).get_config()
+    del config["normalization"]
+    clone = bnk.CNN.from_config({**config, "batch_norm": batch_norm})
+    assert clone.normalization is (bnk.BatchNorm if batch_norm else None)
+    assert clone.get_config() == {
+        **config, "normalization": "bnk>BatchNorm" if batch_norm else None
+    }
+
+
+def test_config_names_an_unknown_normalization():
+    config = {**bnk.CNN().get_config(), "normalization": "mine>Norm"}
+    with pytest.raises(ValueError, match="Unknown normalization 'mine>Norm'"):
+        bnk.CNN.from_config(config)

@@ -54,20 +54,25 @@ def fold_recording_warnings(model):
     return folded, [m for m in messages if m.startswith("Batch norm")]
 
 
-def test_cnn_loses_its_batch_norms_and_keeps_its_predictions():
+@pytest.mark.parametrize(
+    "normalization", [bnk.BatchNorm, KERAS_BN, None], ids=["bnk", "keras", "none"]
+)
+def test_cnn_loses_its_batch_norms_and_keeps_its_predictions(normalization):
     rng = np.random.default_rng(0)
-    model = bnk.CNN()
+    model = bnk.CNN(normalization=normalization)
     model.build((None, 28, 28, 1))
     randomize(model, rng, batch_norms_only=True)
     x = rng.normal(size=(8, 28, 28, 1)).astype("float32")
 
     folded, messages = fold_recording_warnings(model)
 
-    assert batch_norms(model) == ["bn1", "bn2"]
+    assert batch_norms(model) == ([] if normalization is None else ["bn1", "bn2"])
     assert batch_norms(folded) == []
     assert messages == [] and folded.unfolded_batch_norms == {}
     layers = [l for l in folded.layers if not isinstance(l, keras.layers.InputLayer)]
-    assert len(layers) == len(model.layers) - 2
+    assert [l.name for l in layers] == [
+        l.name for l in model.layers_in_call_order if l.name not in ("bn1", "bn2")
+    ]
     assert_same_predictions(folded.predict(x, verbose=0), model(x, training=False))
 
 

@@ -1,0 +1,33 @@
+"""The machine a benchmark runs on, and how busy it is, for the record."""
+
+import os
+import platform
+
+
+def describe():
+    """Platform, Python, CPU model and core counts, and memory of this machine."""
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])  # MemTotal
+            info["memory_gib"] = round(kib / 2**20, 1)
+    except OSError:
+        pass
+    if hasattr(os, "sched_getaffinity"):
+        info["usable_cpus"] = len(os.sched_getaffinity(0))
+    return info
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages, or None where the OS has none."""
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None

@@ -1,0 +1,162 @@
+"""The measuring side of the benchmark: worker processes, asked in turn.
+
+Each backend runs in its own `benchmarks.worker` process. All workers build,
+compile and warm up first; then, for each round, the runner asks the workers
+for one measurement of each configuration in turn (round-robin over workers,
+the starting point rotating each round), so that slow drifts of a shared
+machine hit every configuration alike.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.worker import KERAS_BACKENDS
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = KERAS_BACKENDS + ("torch-native",)
+# The command-line settings every worker gets as they are.
+WORKER_OPTIONS = (
+    "batch",
+    "steps",
+    "infer_batch",
+    "infer_steps",
+    "warmup",
+    "matmul_n",
+    "matmul_reps",
+)
+
+
+class Worker:
+    """A `benchmarks.worker` subprocess, spoken to in JSON lines.
+
+    Args:
+        name: one of `WORKERS`: a Keras backend, or `torch-native`.
+        args: the parsed command line of `benchmarks.run`; the worker gets
+            its `WORKER_OPTIONS` and `no_torch_compile`.
+        log_dir: the worker's stderr goes to `log_dir / f"{name}.log"`.
+    """
+
+    def __init__(self, name, args, log_dir):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        env = dict(
+            os.environ,
+            TF_CPP_MIN_LOG_LEVEL="2",
+            XLA_PYTHON_CLIENT_PREALLOCATE="false",  # jax on a GPU: take what it needs.
+            PYTHONPATH=os.pathsep.join(
+                filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+            ),
+        )
+        if name in KERAS_BACKENDS:
+            env["KERAS_BACKEND"] = name
+        command = [sys.executable, "-m", "benchmarks.worker", "--backend", name]
+        for option in WORKER_OPTIONS:
+            command += ["--" + option.replace("_", "-"), str(getattr(args, option))]
+        if args.no_torch_compile:
+            command.append("--no-torch-compile")
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        self.info = self.configs = None
+
+    def receive(self):
+        """The worker's next message; raises with its log's tail if it ended."""
+        line = self.process.stdout.readline()
+        if not line:
+            tail = self.log_path.read_text().splitlines()[-20:]
+            raise RuntimeError(
+                f"worker {self.name} ended (exit {self.process.wait()}); "
+                f"last lines of {self.log_path}:\n" + "\n".join(tail)
+            )
+        return json.loads(line)
+
+    def wait_ready(self):
+        """Waits until the worker has built and warmed up its configurations."""
+        message = self.receive()
+        self.info, self.configs = message["info"], message["configs"]
+
+    def measure(self, config):
+        """One measurement of `config`: seconds, work, its unit and device."""
+        self.process.stdin.write(json.dumps({"run": config}) + "\n")
+        self.process.stdin.flush()
+        return self.receive()
+
+    def close(self):
+        """Asks the worker to quit, and kills it if it does not within a minute."""
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write(json.dumps({"quit": True}) + "\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+
+
+def interleaved_order(workers):
+    """Round-robin over workers: one config of each worker in turn."""
+    queues = [[(w, c) for c in w.configs] for w in workers]
+    order = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                order.append(queue.pop(0))
+    return order
+
+
+def measure(args, log_dir):
+    """Starts a worker per backend and measures every configuration in rounds.
+
+    Progress goes to stdout as it happens.
+
+    Args:
+        args: the parsed command line of `benchmarks.run`: `backends` (names
+            of `WORKERS`), `repeats` (rounds) and the workers' settings.
+        log_dir: an existing folder for the workers' logs.
+
+    Returns:
+        `(workers, rates, kinds)`: `workers` maps each worker's name to what it
+        reports about itself (versions, device, FLOP per image); `rates` maps
+        each configuration to its rate (images/s or FLOP/s) in each round, in
+        round order; `kinds` maps each configuration to its `device` ("cpu" or
+        "gpu") and `unit` ("images" or "flop").
+    """
+    start = time.perf_counter()
+    workers = [Worker(name, args, log_dir) for name in args.backends]
+    rates, kinds = {}, {}
+    try:
+        for w in workers:  # They build and compile in parallel.
+            w.wait_ready()
+            print(
+                f"  {w.name} ready after {time.perf_counter() - start:.0f} s: "
+                f"{len(w.configs)} configurations on {w.info['device_name']}",
+                flush=True,
+            )
+        order = interleaved_order(workers)
+        for r in range(args.repeats):
+            shift = (r * len(order)) // args.repeats
+            for w, config in order[shift:] + order[:shift]:
+                result = w.measure(config)
+                rate = result["work"] / result["seconds"]
+                rates.setdefault(config, []).append(rate)
+                kinds[config] = {"device": result["device"], "unit": result["unit"]}
+                shown = (
+                    f"{rate / 1e9:.1f} GFLOP/s"
+                    if result["unit"] == "flop"
+                    else f"{rate:.0f} images/s"
+                )
+                print(f"  [{r + 1}/{args.repeats}] {config}: {shown}", flush=True)
+    finally:
+        for w in workers:
+            w.close()
+    return {w.name: w.info for w in workers}, rates, kinds
