@@ -39,6 +39,7 @@ from pipeline.atomic import write_json
 from pipeline.backend import BACKEND_FILE, BACKENDS, selected_backend
 from pipeline.batches import ShuffledBatches
 from pipeline.environment import describe
+from pipeline.outputs import keeps_outputs
 
 METRICS_FILE = Path("metrics/bn_experiment.json")
 NOTEBOOK = Path("notebooks/bn_experiment.ipynb")
@@ -401,6 +402,11 @@ def main(argv=None):
         return
     if argv:
         sys.exit("usage: python -m pipeline.bn_experiment [report]")
+    run_experiment()
+
+
+@keeps_outputs("bn_experiment")
+def run_experiment():
     try:
         selected_backend()
         config = load_params()

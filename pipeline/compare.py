@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 import bnk
+from bnk.cnn import INITIALIZERS
 from bnk.functional import moments
 from pipeline import dataset, params
 from pipeline.atomic import write_json
@@ -24,6 +25,7 @@ from pipeline.batches import ShuffledBatches
 from pipeline.environment import describe
 from pipeline.errors import one_line_errors
 from pipeline.evaluate import evaluate
+from pipeline.outputs import stops_with_parent
 
 SCHEMA = {
     "epochs": params.positive_int,
@@ -33,27 +35,32 @@ SCHEMA = {
     "limit": params.optional_positive_int,
 }
 OUTPUT_DIR = Path("metrics/compare")
-# Initial values by weight name, as bnk.CNN initializes them (the seed's choices).
-CONSTANT_INITIAL = {"bias": 0.01, "gamma": 1.0, "beta": 0.0, "moving_mean": 0.0,
-                    "moving_variance": 1.0}
 # Weights small enough to record after the first step (every one but three kernels).
 RECORDED_SIZE = 2048
 
 
 def initial_weights(model, seed):
-    """Kernels truncated-normal (stddev 0.01), the rest as bnk.CNN sets them."""
+    """bnk.CNN's initial weights (`INITIALIZERS`), its kernels drawn by NumPy.
+
+    Keras's random initializers draw different numbers on each backend, so the
+    kernels come from NumPy's generator, truncated at two standard deviations
+    as Keras's `TruncatedNormal` is; every other weight is a constant, which
+    Keras's own initializer gives alike on every backend.
+    """
     rng = np.random.default_rng(seed)
+    stddev = INITIALIZERS["kernel"]["config"]["stddev"]
     weights = []
     for variable in model.weights:
         name = variable.path.rsplit("/", 1)[-1]
         if name == "kernel":
-            values = rng.normal(0.0, 0.01, variable.shape)
-            outside = np.abs(values) > 0.02
+            values = rng.normal(0.0, stddev, variable.shape)
+            outside = np.abs(values) > 2 * stddev
             while outside.any():
-                values[outside] = rng.normal(0.0, 0.01, outside.sum())
-                outside = np.abs(values) > 0.02
+                values[outside] = rng.normal(0.0, stddev, outside.sum())
+                outside = np.abs(values) > 2 * stddev
         else:
-            values = np.full(variable.shape, CONSTANT_INITIAL[name])
+            initializer = keras.initializers.get(INITIALIZERS[name])
+            values = keras.ops.convert_to_numpy(initializer(variable.shape))
         weights.append(values.astype("float32"))
     return weights
 
@@ -101,6 +108,7 @@ def train(config, x, y):
 
 @one_line_errors
 def main():
+    stops_with_parent()
     config = params.load("compare", SCHEMA)
     x, y, _, _ = dataset.load_training(config["validation"], config["limit"])
     x_test, y_test = dataset.load_test()

@@ -17,6 +17,7 @@ from pipeline.atomic import atomic_paths, json_text
 from pipeline.backend import selected_backend
 from pipeline.environment import describe
 from pipeline.errors import PipelineError, one_line_errors
+from pipeline.outputs import keeps_outputs
 from pipeline.train import MODEL_FILE
 
 SCHEMA = {"batch_size": params.positive_int}
@@ -65,6 +66,7 @@ def evaluate(model, x_test, y_test, batch_size):
     }
 
 
+@keeps_outputs("evaluate")
 @one_line_errors
 def main():
     selected_backend()

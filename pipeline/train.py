@@ -3,10 +3,11 @@
 Each epoch is a fresh shuffle drawn from the seed (`ShuffledBatches`), the same on
 every backend. Resumable: a killed run picks up from its last finished epoch (BackupAndRestore,
 in a folder keyed by the params and backend so a stale backup is never resumed).
-The folder is locked while a trainer uses it: a trainer orphaned by a killed
-`dvc repro` keeps it, and a second one refuses to start instead of sharing it.
-A NaN loss stops training before anything is written. The model file is written
-atomically.
+The folder is locked while a trainer uses it: the trainer dies with a killed
+`dvc repro` (pipeline.outputs), and should one outlive it, a second trainer refuses
+to start instead of sharing the folder. A NaN loss stops training before anything
+is written. The outputs are written together, atomically; a failed run puts back
+the previous ones.
 """
 
 import hashlib
@@ -21,11 +22,12 @@ import keras
 
 import bnk
 from pipeline import dataset, params
-from pipeline.atomic import atomic_path, write_json
+from pipeline.atomic import atomic_paths, json_text
 from pipeline.backend import selected_backend
 from pipeline.batches import ShuffledBatches
 from pipeline.environment import describe
 from pipeline.errors import PipelineError, one_line_errors
+from pipeline.outputs import keeps_outputs
 
 SCHEMA = {
     "epochs": params.positive_int,
@@ -183,24 +185,24 @@ def fit_and_save(model, config, backup, x_train, y_train, x_val, y_val):
     seconds = time.perf_counter() - start
     header, rows = history_rows(log)
     final = dict(zip(header.split(","), rows[-1].split(",")))
-    with atomic_path(MODEL_FILE) as tmp:
-        model.save(tmp)
-    with atomic_path(HISTORY_FILE) as tmp:
-        tmp.write_text("\n".join([header, *rows]) + "\n")
-    write_json(
-        METRICS_FILE,
-        {
-            **describe(),
-            "epochs": config["epochs"],
-            "epochs_run_by_this_process": counter.epochs,
-            "training_images": len(x_train),
-            "wall_seconds": round(seconds, 2),
-            "images_per_second": round(counter.epochs * len(x_train) / seconds, 1),
-            **{key: float(value) for key, value in final.items() if key != "epoch"},
-        },
-    )
+    metrics = {
+        **describe(),
+        "epochs": config["epochs"],
+        "epochs_run_by_this_process": counter.epochs,
+        "training_images": len(x_train),
+        "wall_seconds": round(seconds, 2),
+        "images_per_second": round(counter.epochs * len(x_train) / seconds, 1),
+        **{key: float(value) for key, value in final.items() if key != "epoch"},
+    }
+    # All three written before any replaces its old version: a kill in between
+    # leaves the old set, which the stage then keeps whole (pipeline.outputs).
+    with atomic_paths(MODEL_FILE, HISTORY_FILE, METRICS_FILE) as tmps:
+        model.save(tmps[0])
+        tmps[1].write_text("\n".join([header, *rows]) + "\n")
+        tmps[2].write_text(json_text(metrics))
 
 
+@keeps_outputs("train")
 @one_line_errors
 def main():
     train(load_params(), selected_backend())

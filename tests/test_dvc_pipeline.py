@@ -4,16 +4,19 @@ Each backend's run of the suite trains on its own backend, then switches to the 
 one (so the three runs together cover every backend and every switch), then back.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
+import psutil
 import pytest
 import yaml
 from conftest import BACKENDS
@@ -171,3 +174,77 @@ def test_failed_stages_keep_their_outputs_and_a_fixed_rerun_recovers(project):
     assert "Running stage 'train'" not in recovered
     assert {name: (project / name).read_bytes() for name in outputs} == before
     assert set(json.loads(run(dvc("status", "--json"), project, backend).stdout)) <= {"backend"}
+
+
+def interrupt_training(project, tmp_path, shell, interrupt):
+    """Start `dvc repro` of `train` alone with a training too long to finish, `interrupt`
+    the DVC process or the trainer once the trainer holds its checkpoint lock (it is
+    fitting: DVC has deleted the outputs), and wait for every process DVC started to
+    end. Returns DVC's exit status and output. params.yaml is put back afterwards: the
+    'fix' that lets the stage go back to up to date."""
+    committed = (project / "params.yaml").read_bytes()
+    config = yaml.safe_load(committed)
+    config["train"]["epochs"] = 1000
+    (project / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    log = tmp_path / "repro.log"
+    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend(), "SHELL": shell,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    with log.open("w") as output:
+        repro = subprocess.Popen(dvc("repro", "--single-item", "train"), cwd=project,
+                                 env=env, stdout=output, stderr=subprocess.STDOUT)
+    started = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and repro.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):  # a short-lived child
+                started = psutil.Process(repro.pid).children(recursive=True)
+                trainer = next((p for p in started if "pipeline.train" in p.cmdline()), None)
+                if trainer and any(Path(f.path).name == "lock" for f in trainer.open_files()):
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"train never started fitting:\n{log.read_text()}")
+        interrupt(repro, trainer)
+        repro.wait(timeout=60)
+        _, alive = psutil.wait_procs(started, timeout=20)
+        assert not alive, f"left running after `dvc repro` ended: {alive}"
+    finally:
+        (project / "params.yaml").write_bytes(committed)
+        repro.kill()
+        repro.wait()
+        for process in started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+    return repro.returncode, log.read_text()
+
+
+TRAIN_OUTPUTS = ["models/cnn.keras", "metrics/train.json", "metrics/train_history.csv"]
+
+
+def test_a_trainer_killed_mid_training_puts_back_its_outputs(project, tmp_path):
+    """DVC deletes train's outputs before running it; SIGTERM in the middle of fitting
+    fails the stage with one line and leaves the outputs as dvc.lock records them."""
+    before = {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
+    status, output = interrupt_training(project, tmp_path, os.environ.get("SHELL", "/bin/sh"),
+                                        lambda repro, trainer: trainer.terminate())
+    assert status != 0 and "stopped by SIGTERM" in output, output
+    assert "train: put back metrics/train.json, metrics/train_history.csv, models/cnn.keras" \
+        in output
+    assert {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS} == before
+    assert "train" not in json.loads(run(dvc("status", "--json"), project,
+                                         keras.backend.backend()).stdout)
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_kill_9_of_dvc_repro_takes_the_trainer_with_it(project, tmp_path, shell):
+    """bash execs the stage's command, so DVC is the trainer's parent; /bin/sh (dash)
+    forks it, and the shell outlives DVC. Either way the trainer gets SIGTERM, puts back
+    its outputs and ends, and the next `dvc repro` finds train up to date."""
+    if not Path(shell).exists():
+        pytest.skip(f"no {shell}")
+    before = {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
+    interrupt_training(project, tmp_path, shell, lambda repro, trainer: repro.kill())
+    assert {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS} == before
+    again = run(dvc("repro", "train"), project, keras.backend.backend()).stdout
+    assert "Running stage 'train'" not in again
+    assert {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS} == before

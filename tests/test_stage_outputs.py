@@ -1,0 +1,142 @@
+"""pipeline.outputs: a failed stage puts back its outputs from DVC's cache or git, and a
+stage dies with the `dvc repro` that runs it. Real files, a real DVC repository layout
+and real processes; the whole of it under DVC is in test_dvc_pipeline.py."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from pipeline.outputs import keeps_outputs, restore_missing_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = {"models/cnn.keras": b"model bytes", "metrics/train.json": b'{"accuracy": 1}\n'}
+
+
+def md5(content):
+    return hashlib.md5(content).hexdigest()
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """A DVC repository (no git) whose dvc.lock records OUTPUTS for stage `train`, with
+    OUTPUTS in its cache where DVC 3 keeps them; the workspace holds none of them."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc/config").write_text("[core]\n    no_scm = true\n")  # dvc init --no-scm
+    lock = {"schema": "2.0", "stages": {"train": {"cmd": "python -m pipeline.train", "outs": [
+        {"path": path, "hash": "md5", "md5": md5(content), "size": len(content)}
+        for path, content in OUTPUTS.items()]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    for content in OUTPUTS.values():
+        cached = tmp_path / ".dvc/cache/files/md5" / md5(content)[:2] / md5(content)[2:]
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(content)
+    return tmp_path
+
+
+def test_missing_outputs_come_back_from_the_cache_and_present_ones_stay(repo):
+    (repo / "metrics").mkdir()
+    (repo / "metrics/train.json").write_bytes(b"newer")
+    assert restore_missing_outputs("train") == (["models/cnn.keras"], [])
+    assert (repo / "models/cnn.keras").read_bytes() == OUTPUTS["models/cnn.keras"]
+    assert (repo / "metrics/train.json").read_bytes() == b"newer"
+
+
+def test_nothing_is_written_without_a_dvc_lock_entry(repo):
+    assert restore_missing_outputs("evaluate") == ([], [])
+    (repo / "dvc.lock").unlink()
+    assert restore_missing_outputs("train") == ([], [])
+    assert not (repo / "models").exists() and not (repo / "metrics").exists()
+
+
+def test_git_head_stands_in_for_a_missing_or_damaged_cache(repo):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    (repo / "metrics").mkdir()
+    (repo / "metrics/train.json").write_bytes(OUTPUTS["metrics/train.json"])
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "metrics/train.json"], check=True)
+    subprocess.run([*git, "commit", "-qm", "metrics"], check=True)
+    (repo / "metrics/train.json").unlink()
+    for content in OUTPUTS.values():
+        (repo / ".dvc/cache/files/md5" / md5(content)[:2] / md5(content)[2:]).write_bytes(b"rot")
+    assert restore_missing_outputs("train") == (["metrics/train.json"], ["models/cnn.keras"])
+    assert (repo / "metrics/train.json").read_bytes() == OUTPUTS["metrics/train.json"]
+    assert not (repo / "models/cnn.keras").exists()
+
+
+def test_a_failing_stage_puts_back_its_outputs_and_still_fails(repo, capsys):
+    @keeps_outputs("train")
+    def crashes():
+        raise RuntimeError("crash inside the stage")
+
+    @keeps_outputs("train")
+    def exits_with_its_error():
+        sys.exit("params.yaml: `train.epochs` must be a positive integer, got -1.")
+
+    with pytest.raises(RuntimeError, match="crash inside the stage"):
+        crashes()
+    assert {path: (repo / path).read_bytes() for path in OUTPUTS} == OUTPUTS
+    assert "train: put back models/cnn.keras, metrics/train.json" in capsys.readouterr().err
+
+    (repo / "models/cnn.keras").unlink()
+    with pytest.raises(SystemExit, match="`train.epochs` must be a positive integer"):
+        exits_with_its_error()
+    assert (repo / "models/cnn.keras").read_bytes() == OUTPUTS["models/cnn.keras"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the caller's, back
+
+
+def test_a_succeeding_stage_is_left_alone(repo):
+    @keeps_outputs("train")
+    def succeeds():
+        return "done"
+
+    assert succeeds() == "done"
+    assert not (repo / "models").exists()
+
+
+STAGE = """\
+import os, sys, time
+from pipeline.outputs import stops_with_parent
+stops_with_parent()
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_a_stage_dies_with_the_dvc_that_runs_it(tmp_path, shell):
+    """Run as DVC runs a command (`$SHELL -c CMD`, DVC_STAGE set), then kill -9 the
+    parent: bash execs the stage, /bin/sh (dash) forks it and outlives the parent."""
+    if not Path(shell).exists():
+        pytest.skip(f"no {shell}")
+    (tmp_path / "stage.py").write_text(STAGE)
+    pid_file = tmp_path / "stage.pid"
+    command = f"KERAS_BACKEND=jax {sys.executable} {tmp_path / 'stage.py'} {pid_file}"
+    dvc_like = f"import subprocess; subprocess.run([{shell!r}, '-c', {command!r}])"
+    env = {**os.environ, "DVC_STAGE": "train", "SHELL": shell, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-c", dvc_like], env=env)
+    stage = None
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stage = psutil.Process(int(pid_file.read_text()))
+        parent.kill()
+        parent.wait()
+        stage.wait(timeout=5)
+    finally:
+        parent.kill()
+        parent.wait()
+        if stage is not None and stage.is_running():
+            stage.kill()
