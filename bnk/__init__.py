@@ -4,4 +4,4 @@ from bnk.batch_norm import BatchNorm
 from bnk.cnn import CNN
 from bnk.fold import fold_batch_norm
 
-__all__ = ["BatchNorm", "CNN", "fold_batch_norm"]
+__all__ = ["CNN", "BatchNorm", "fold_batch_norm"]

@@ -1,5 +1,6 @@
 """`ShuffledBatches`: the project's batch order, fresh every pass, equal on every backend."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -18,8 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def passes(seen):
+    """The batches `fit` fed, joined into one list of example indices per pass."""
     per_pass = -(-EXAMPLES // BATCH_SIZE)
-    return [sum(seen[i : i + per_pass], []) for i in range(0, len(seen), per_pass)]
+    return [list(itertools.chain.from_iterable(seen[i : i + per_pass]))
+            for i in range(0, len(seen), per_pass)]
 
 
 def test_every_pass_is_a_new_permutation_of_the_data():

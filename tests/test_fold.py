@@ -5,10 +5,10 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from channels_first import predict
 
 import bnk
 from bnk.fold import BATCH_NORMS, fold_batch_norm
-from channels_first import predict
 
 KERAS_BN = keras.layers.BatchNormalization
 
