@@ -63,3 +63,17 @@ def random_bn_weights(rng, channels):
         rng.normal(0.0, 0.5, channels).astype("float32"),
         rng.uniform(0.5, 2.0, channels).astype("float32"),
     ]
+
+
+def in_one_suite_run(backend):
+    """Run a backend-independent end-to-end check only in `backend`'s run of the suite.
+
+    What these checks exercise (DVC keeping or restoring outputs, stage processes
+    stopped with `dvc repro`, DVC's experiments) is the same on every backend, and each
+    costs a minute or more of real `dvc repro`; `make test` runs the suite once per
+    backend, and the three runs share the checks out to stay within its time budget.
+    """
+    return pytest.mark.skipif(
+        keras.backend.backend() != backend,
+        reason=f"backend-independent DVC check: `make test` runs it under {backend}",
+    )

@@ -5,82 +5,36 @@ one (so the three runs together cover every backend and every switch), then back
 """
 
 import contextlib
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import psutil
 import pytest
 import yaml
-from conftest import BACKENDS
-from fake_mnist import fake_mnist
-
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["bnk", "pipeline", "notebooks", "dvc.yaml", "params.yaml", ".dvc/config",
-                 ".dvcignore", ".gitignore"]
-
-
-def run(command, cwd, backend, check=True):
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": backend,
-        # The stages' `python` is this interpreter.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{command} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+from conftest import BACKENDS, in_one_suite_run
+from dvc_project import dvc, run, scratch_project
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A git repository holding a copy of the project, tiny params and a local MNIST."""
-    root = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, root / name)
-    mnist_file = root.parent / "mnist.npz"
-    np.savez(mnist_file, **fake_mnist())
-    config = yaml.safe_load((ROOT / "params.yaml").read_text())
-    config["fetch"]["sources"] = ["file"]
-    config["fetch"]["file"] = {
-        "path": str(mnist_file),
-        "sha256": hashlib.sha256(mnist_file.read_bytes()).hexdigest(),
-    }
-    config["train"].update(epochs=1, limit=512)
-    config["compare"].update(limit=48, batch_size=16)
-    config["experiment"]["mlp"].update(steps=20, eval_every=10)
-    config["experiment"]["cnn"].update(
-        steps=4, eval_every=2, batch_size=8, learning_rates=[0.001], limit=64
-    )
-    config["report"]["backends"] = [keras.backend.backend()]
-    (root / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    for command in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"]):
-        subprocess.run(command, cwd=root, check=True)
-    return root
+    def tiny(config):
+        config["train"].update(epochs=1, limit=512)
+        config["compare"].update(limit=48, batch_size=16)
+        config["experiment"]["mlp"].update(steps=20, eval_every=10)
+        config["experiment"]["cnn"].update(
+            steps=4, eval_every=2, batch_size=8, learning_rates=[0.001], limit=64
+        )
+
+    return scratch_project(tmp_path_factory.mktemp("project"), tiny)
 
 
 def trained_on(project):
     return json.loads((project / "metrics/train.json").read_text())["backend"]
-
-
-def dvc(*arguments):
-    return [str(Path(sys.executable).parent / "dvc"), *arguments]
 
 
 def test_backend_switch_reruns_and_switching_back_restores(project):
@@ -123,6 +77,7 @@ def test_unknown_backend_fails_at_once_naming_it(project):
     assert "Unknown KERAS_BACKEND='theano'" in result.stdout + result.stderr
 
 
+@in_one_suite_run("tensorflow")
 def test_failed_stages_keep_their_outputs_and_a_fixed_rerun_recovers(project):
     """Each breakage fails `dvc repro` with one line and changes no output; undoing it
     brings the pipeline back to up to date without --force. Runs after the whole
@@ -221,6 +176,7 @@ def interrupt_training(project, tmp_path, shell, interrupt):
 TRAIN_OUTPUTS = ["models/cnn.keras", "metrics/train.json", "metrics/train_history.csv"]
 
 
+@in_one_suite_run("jax")
 def test_a_trainer_killed_mid_training_puts_back_its_outputs(project, tmp_path):
     """DVC deletes train's outputs before running it; SIGTERM in the middle of fitting
     fails the stage with one line and leaves the outputs as dvc.lock records them."""
@@ -235,7 +191,13 @@ def test_a_trainer_killed_mid_training_puts_back_its_outputs(project, tmp_path):
                                          keras.backend.backend()).stdout)
 
 
-@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+@pytest.mark.parametrize(
+    "shell",
+    [
+        pytest.param("/bin/sh", marks=in_one_suite_run("torch")),
+        pytest.param("/bin/bash", marks=in_one_suite_run("tensorflow")),
+    ],
+)
 def test_kill_9_of_dvc_repro_takes_the_trainer_with_it(project, tmp_path, shell):
     """bash execs the stage's command, so DVC is the trainer's parent; /bin/sh (dash)
     forks it, and the shell outlives DVC. Either way the trainer gets SIGTERM, puts back
