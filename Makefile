@@ -23,10 +23,13 @@ $(STAMP): requirements.lock pyproject.toml
 $(PLOTS_TEMPLATE): $(STAMP) pipeline/plots_template.py
 	$(PYTHON) -m pipeline.plots_template $@
 
+# Two pytest workers: the end-to-end tests mostly wait on their subprocesses, so one
+# worker leaves a core idle. A file's tests stay on one worker (they share fixtures).
 test: setup
 	@status=0; for backend in $(BACKENDS); do \
 		echo "=== pytest on KERAS_BACKEND=$$backend ==="; \
-		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q $(PYTEST_ARGS) || status=1; \
+		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS) \
+			|| status=1; \
 	done; exit $$status
 
 # The stages run `python`: the project's own interpreter comes first on PATH.

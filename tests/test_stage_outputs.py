@@ -73,6 +73,7 @@ def test_git_head_stands_in_for_a_missing_or_damaged_cache(repo):
 
 
 def test_a_failing_stage_puts_back_its_outputs_and_still_fails(repo, capsys):
+    callers_handler = signal.getsignal(signal.SIGTERM)  # another test may have set one
     @keeps_outputs("train")
     def crashes():
         raise RuntimeError("crash inside the stage")
@@ -90,7 +91,7 @@ def test_a_failing_stage_puts_back_its_outputs_and_still_fails(repo, capsys):
     with pytest.raises(SystemExit, match="`train.epochs` must be a positive integer"):
         exits_with_its_error()
     assert (repo / "models/cnn.keras").read_bytes() == OUTPUTS["models/cnn.keras"]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the caller's, back
+    assert signal.getsignal(signal.SIGTERM) is callers_handler  # the caller's, back
 
 
 def test_a_succeeding_stage_is_left_alone(repo):
