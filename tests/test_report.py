@@ -40,6 +40,18 @@ def test_results_notebook_renders_on_tiny_data(workdir, kernel_env):
     assert "load_model(" not in html  # code hidden: it reads as a report
 
 
+def one_cell_notebook(path, source):
+    nbformat.write(
+        new_notebook(
+            cells=[new_code_cell(source)],
+            metadata={"kernelspec": {"name": "python3", "language": "python",
+                                     "display_name": "Python 3"}},
+        ),
+        path,
+    )
+    return path
+
+
 def test_failing_notebook_keeps_the_previous_report_and_leaves_no_temp(
     workdir, kernel_env, tmp_path, monkeypatch
 ):
@@ -52,15 +64,7 @@ def test_failing_notebook_keeps_the_previous_report_and_leaves_no_temp(
     temp = tmp_path / "system-temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    broken = workdir / "broken.ipynb"
-    nbformat.write(
-        new_notebook(
-            cells=[new_code_cell("raise ValueError('bad cell ran')")],
-            metadata={"kernelspec": {"name": "python3", "language": "python",
-                                     "display_name": "Python 3"}},
-        ),
-        broken,
-    )
+    broken = one_cell_notebook(workdir / "broken.ipynb", "raise ValueError('bad cell ran')")
     with pytest.raises(SystemExit, match="ValueError: bad cell ran"):
         report.main(notebook=broken)
     kept = (workdir / f"reports/{backend}.failed.ipynb").read_text()
@@ -72,14 +76,8 @@ def test_failing_notebook_keeps_the_previous_report_and_leaves_no_temp(
 def test_a_cell_writing_to_stderr_fails_the_report(workdir, kernel_env):
     """A library's log line would otherwise end up in the page a reader opens."""
     train.main()  # the stage checks the model before running the notebook
-    noisy = workdir / "noisy.ipynb"
-    nbformat.write(
-        new_notebook(
-            cells=[new_code_cell("import sys; print('a library log line', file=sys.stderr)")],
-            metadata={"kernelspec": {"name": "python3", "language": "python",
-                                     "display_name": "Python 3"}},
-        ),
-        noisy,
+    noisy = one_cell_notebook(
+        workdir / "noisy.ipynb", "import sys; print('a library log line', file=sys.stderr)"
     )
     with pytest.raises(SystemExit, match=r"cell \d+ wrote to stderr.*a library log line"):
         report.main(notebook=noisy)
