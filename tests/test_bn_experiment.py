@@ -1,4 +1,4 @@
-"""Stage bn_experiment (issue 5) on tiny settings and small synthetic MNIST."""
+"""Stage bn_experiment on tiny settings and small synthetic MNIST."""
 
 import json
 import os
