@@ -1,1 +1,4 @@
-"""Throughput benchmarks of bnk (not run by the test suite): `python -m benchmarks.run`."""
+"""Throughput benchmarks of bnk (not run by the test suite).
+
+Run them with `python -m benchmarks.run`.
+"""

@@ -6,10 +6,13 @@ configurations are paired round by round: the rates measured in the same round
 are divided, and those ratios summarized, so that a slow round slows both.
 """
 
-import statistics
-from typing import NamedTuple
+from __future__ import annotations
 
-from benchmarks.worker import KERAS_BACKENDS
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from pipeline.backends import BACKENDS
 
 PLAIN_PYTORCH = "train/torch-native/BatchNorm2d/eager"
 
@@ -21,7 +24,7 @@ class Target(NamedTuple):
     description: str
 
 
-TARGETS = {
+TARGETS: dict[str, Target] = {
     "bnk_vs_keras_bn": Target(
         1.0,
         "The bnk.BatchNorm training step is at least as fast as "
@@ -41,7 +44,7 @@ TARGETS = {
 }
 
 
-def summarize(values):
+def summarize(values: Sequence[float]) -> dict[str, Any]:
     """Median, min, max and relative spread ((max - min) / median) of `values`."""
     median = statistics.median(values)
     return {
@@ -53,12 +56,20 @@ def summarize(values):
     }
 
 
-def paired(rates, numerator, denominator):
+def paired(
+    rates: Mapping[str, Sequence[float]], numerator: str, denominator: str
+) -> dict[str, Any]:
     """Round-by-round ratios of two configurations' rates, summarized."""
-    return summarize([a / b for a, b in zip(rates[numerator], rates[denominator])])
+    # Every configuration is measured once per round, so the lists pair up.
+    pairs = zip(rates[numerator], rates[denominator], strict=True)
+    return summarize([a / b for a, b in pairs])
 
 
-def analyze(rates, kinds, workers):
+def analyze(
+    rates: Mapping[str, Sequence[float]],
+    kinds: Mapping[str, Mapping[str, str]],
+    workers: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
     """Summaries, fractions of the matmul limit, and the targets' verdicts.
 
     Args:
@@ -173,7 +184,7 @@ def _fastest_keras_vs_plain_pytorch(rates, results):
         for name in rates
         if name.startswith("train/")
         and "/bnk.BatchNorm/" in name
-        and name.split("/")[1] in KERAS_BACKENDS
+        and name.split("/")[1] in BACKENDS
     ]
     if PLAIN_PYTORCH not in rates or not keras_bnk:
         return []

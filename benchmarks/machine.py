@@ -1,23 +1,23 @@
 """The machine a benchmark runs on, and how busy it is, for the record."""
 
+from __future__ import annotations
+
 import os
 import platform
+from typing import Any
+
+from pipeline.environment import cpu_name
 
 
-def describe():
+def describe() -> dict[str, Any]:
     """Platform, Python, CPU model and core counts, and memory of this machine."""
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
     }
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
         with open("/proc/meminfo") as f:
             kib = int(f.readline().split()[1])  # MemTotal
             info["memory_gib"] = round(kib / 2**20, 1)
@@ -28,6 +28,6 @@ def describe():
     return info
 
 
-def load_average():
+def load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages, or None where the OS has none."""
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None

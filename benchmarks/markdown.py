@@ -1,5 +1,9 @@
 """`benchmarks/results.md`: a benchmark report as Markdown."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from benchmarks.analysis import TARGETS
 
 VERSION_KEYS = ("keras", "tensorflow", "jax", "torch", "numpy", "torch_threads")
@@ -9,7 +13,7 @@ THROUGHPUT_TABLES = (
 )
 
 
-def verdict(value):
+def verdict(value: bool | None) -> str:
     """A verdict as shown: "PASS", "MISS", or "n/a" when no row counted."""
     return "n/a" if value is None else "PASS" if value else "MISS"
 
@@ -24,7 +28,7 @@ def _rate_columns(summary, unit):
     return f"{summary['median']:,.0f}", f"{summary['min']:,.0f} – {summary['max']:,.0f}"
 
 
-def render(report):
+def render(report: dict[str, Any]) -> str:
     """The Markdown text of `report`, the dict `benchmarks.run` writes as JSON."""
     settings, m = report["settings"], report["machine"]
     lines = [
@@ -53,12 +57,14 @@ def render(report):
         "",
         (
             f"- CPU: {m.get('cpu')}, {m.get('cpu_count')} logical cores "
-            f"({m.get('usable_cpus', '?')} usable), {m.get('memory_gib', '?')} GiB memory"
+            f"({m.get('usable_cpus', '?')} usable), "
+            f"{m.get('memory_gib', '?')} GiB memory"
         ),
         f"- {m['platform']}, Python {m['python']}",
         (
             f"- load average (1, 5, 15 min) at start {report['load_start']}, "
-            f"at end {report['load_end']} (other work on the machine makes numbers noisy)"
+            f"at end {report['load_end']} "
+            "(other work on the machine makes numbers noisy)"
         ),
     ]
     for name, info in report["workers"].items():
@@ -116,7 +122,8 @@ def render(report):
         lines += [
             f"## {title}",
             "",
-            "| backend | BN | compile | images/s | min – max | spread | of matmul limit |",
+            "| backend | BN | compile | images/s | min – max | spread "
+            "| of matmul limit |",
             "| --- | --- | --- | ---: | --- | ---: | ---: |",
         ]
         for name in sorted(names):

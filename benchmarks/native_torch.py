@@ -6,15 +6,20 @@ weight sizes, BN momentum/epsilon and the optimizer match `bnk.CNN` compiled
 with `keras.optimizers.Adam` in `benchmarks.worker`.
 """
 
+from __future__ import annotations
+
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 
-def seed_cnn():
-    """conv5x5(32)-BN-ReLU-pool, conv5x5(64)-BN-ReLU-pool, fc 1024 ReLU, dropout, fc 10."""
+def seed_cnn() -> nn.Sequential:
+    """The seed CNN, channels first: conv5x5(32)-BN-ReLU-pool,
+    conv5x5(64)-BN-ReLU-pool, fc 1024 ReLU, dropout, fc 10."""
     layers = []
     channels = 1
     for filters in (32, 64):
@@ -42,11 +47,11 @@ def seed_cnn():
     return model
 
 
-def device():
+def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def sync(dev):
+def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize()
 
@@ -54,7 +59,15 @@ def sync(dev):
 class NativeTorch:
     """Measurements of the `torch-native` worker: native training, matmul peaks."""
 
-    def __init__(self, batch, steps, warmup, matmul_n, matmul_reps, seed=0):
+    def __init__(
+        self,
+        batch: int,
+        steps: int,
+        warmup: int,
+        matmul_n: int,
+        matmul_reps: int,
+        seed: int = 0,
+    ) -> None:
         torch.manual_seed(seed)
         self.dev = device()
         self.batch, self.steps = batch, steps
@@ -80,7 +93,7 @@ class NativeTorch:
         self.matmul_numpy()
         self.matmul_torch()
 
-        self.measurements = {
+        self.measurements: dict[str, Callable[[], dict[str, Any]]] = {
             "train/torch-native/BatchNorm2d/eager": self.train,
             "peak/numpy-matmul": self.matmul_numpy,
             "peak/torch-matmul": self.matmul_torch,
@@ -101,7 +114,7 @@ class NativeTorch:
             optimizer.step()
         sync(self.dev)
 
-    def train(self):
+    def train(self) -> dict[str, Any]:
         start = time.perf_counter()
         self._train(self.steps)
         seconds = time.perf_counter() - start
@@ -112,7 +125,7 @@ class NativeTorch:
             "device": self.device_kind(),
         }
 
-    def matmul_numpy(self):
+    def matmul_numpy(self) -> dict[str, Any]:
         start = time.perf_counter()
         for _ in range(self.matmul_reps):
             self.a_np @ self.b_np
@@ -124,7 +137,7 @@ class NativeTorch:
             "device": "cpu",
         }
 
-    def matmul_torch(self):
+    def matmul_torch(self) -> dict[str, Any]:
         sync(self.dev)
         start = time.perf_counter()
         for _ in range(self.matmul_reps):
@@ -138,13 +151,13 @@ class NativeTorch:
             "device": self.device_kind(),
         }
 
-    def device_kind(self):
+    def device_kind(self) -> str:
         return "gpu" if self.dev.type == "cuda" else "cpu"
 
     def _matmul_flop(self):
         return 2 * self.matmul_n**3 * self.matmul_reps
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         info = {
             "torch": torch.__version__,
             "numpy": np.__version__,

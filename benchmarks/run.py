@@ -22,12 +22,16 @@ worker logs go to `benchmarks/logs/`. `--reanalyze` redoes the analysis and the
 Markdown from an earlier `results.json`, without measuring.
 """
 
+from __future__ import annotations
+
 import argparse
 import datetime
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks import machine, markdown
 from benchmarks.analysis import TARGETS, analyze
@@ -36,7 +40,7 @@ from benchmarks.runner import WORKERS, measure
 HERE = Path(__file__).resolve().parent
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -102,7 +106,7 @@ def parse_args(argv=None):
     return args
 
 
-def run(args, argv):
+def run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
     """Measures as `args` says; returns the report `results.json` holds."""
     start = time.perf_counter()
     load_start = machine.load_average()
@@ -130,7 +134,7 @@ def run(args, argv):
     }
 
 
-def reanalyzed(path):
+def reanalyzed(path: Path) -> dict[str, Any]:
     """The report in `path` (a `results.json`), its analysis done again."""
     report = json.loads(path.read_text())
     results = report["results"]
@@ -147,7 +151,7 @@ def reanalyzed(path):
     return report
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     report = (
         reanalyzed(args.out / "results.json") if args.reanalyze else run(args, argv)

@@ -7,17 +7,22 @@ the starting point rotating each round), so that slow drifts of a shared
 machine hit every configuration alike.
 """
 
+from __future__ import annotations
+
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from benchmarks.worker import KERAS_BACKENDS
+from pipeline.backends import BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKERS = KERAS_BACKENDS + ("torch-native",)
+WORKERS = BACKENDS + ("torch-native",)
 # The command-line settings every worker gets as they are.
 WORKER_OPTIONS = (
     "batch",
@@ -40,7 +45,7 @@ class Worker:
         log_dir: the worker's stderr goes to `log_dir / f"{name}.log"`.
     """
 
-    def __init__(self, name, args, log_dir):
+    def __init__(self, name: str, args: argparse.Namespace, log_dir: Path) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         env = dict(
@@ -51,7 +56,7 @@ class Worker:
                 filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
             ),
         )
-        if name in KERAS_BACKENDS:
+        if name in BACKENDS:
             env["KERAS_BACKEND"] = name
         command = [sys.executable, "-m", "benchmarks.worker", "--backend", name]
         for option in WORKER_OPTIONS:
@@ -70,7 +75,7 @@ class Worker:
             )
         self.info = self.configs = None
 
-    def receive(self):
+    def receive(self) -> dict[str, Any]:
         """The worker's next message; raises with its log's tail if it ended."""
         line = self.process.stdout.readline()
         if not line:
@@ -81,18 +86,18 @@ class Worker:
             )
         return json.loads(line)
 
-    def wait_ready(self):
+    def wait_ready(self) -> None:
         """Waits until the worker has built and warmed up its configurations."""
         message = self.receive()
         self.info, self.configs = message["info"], message["configs"]
 
-    def measure(self, config):
+    def measure(self, config: str) -> dict[str, Any]:
         """One measurement of `config`: seconds, work, its unit and device."""
         self.process.stdin.write(json.dumps({"run": config}) + "\n")
         self.process.stdin.flush()
         return self.receive()
 
-    def close(self):
+    def close(self) -> None:
         """Asks the worker to quit, and kills it if it does not within a minute."""
         if self.process.poll() is None:
             try:
@@ -103,7 +108,7 @@ class Worker:
                 self.process.kill()
 
 
-def interleaved_order(workers):
+def interleaved_order(workers: Sequence[Worker]) -> list[tuple[Worker, str]]:
     """Round-robin over workers: one config of each worker in turn."""
     queues = [[(w, c) for c in w.configs] for w in workers]
     order = []
@@ -114,7 +119,11 @@ def interleaved_order(workers):
     return order
 
 
-def measure(args, log_dir):
+def measure(
+    args: argparse.Namespace, log_dir: Path
+) -> tuple[
+    dict[str, dict[str, Any]], dict[str, list[float]], dict[str, dict[str, str]]
+]:
     """Starts a worker per backend and measures every configuration in rounds.
 
     Progress goes to stdout as it happens.

@@ -13,19 +13,29 @@ KERAS_BACKEND, which the parent sets) or `torch-native`, the plain PyTorch
 loop and the matmul peaks (see `benchmarks.native_torch`).
 """
 
+from __future__ import annotations
+
 import argparse
 import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-KERAS_BACKENDS = ("tensorflow", "jax", "torch")
+from pipeline.backends import BACKENDS
+
+if TYPE_CHECKING:  # Imported for real only once KERAS_BACKEND is known.
+    import keras
+
+    import bnk
 
 
-def flop_per_image(model):
+
+def flop_per_image(model: bnk.CNN) -> tuple[int, int]:
     """Multiply-add FLOP (2 per MAC) of one image through `bnk.CNN`'s Conv2D and
     Dense layers: `(forward, training)`. Training is forward + the gradients
     with respect to the inputs (not needed for the first layer) and weights,
@@ -52,7 +62,7 @@ def flop_per_image(model):
     return forward, 3 * forward - first
 
 
-def steady_state_clock():
+def steady_state_clock() -> keras.callbacks.Callback:
     """A Keras callback timing one epoch of a two-epoch `fit`, and `predict` from
     its start: this leaves out the per-call setup (data adapter, iterator), which
     an epoch of a real run pays once but a short measurement would pay every time
@@ -81,7 +91,7 @@ def steady_state_clock():
 class KerasBench:
     """Training and inference measurements of `bnk.CNN` on one Keras backend."""
 
-    def __init__(self, backend, args):
+    def __init__(self, backend: str, args: argparse.Namespace) -> None:
         if backend == "tensorflow":
             import tensorflow as tf
 
@@ -90,6 +100,7 @@ class KerasBench:
         import keras
 
         import bnk
+        from pipeline.models import compile_classifier
 
         if keras.backend.backend() != backend:
             raise RuntimeError(
@@ -123,7 +134,7 @@ class KerasBench:
             ),
             "no BN": functools.partial(bnk.CNN, normalization=None),
         }
-        self.measurements = {}
+        self.measurements: dict[str, Callable[[], dict[str, Any]]] = {}
         for jit in jit_modes:
             if jit:
                 mode = "torch.compile" if backend == "torch" else "xla"
@@ -132,10 +143,8 @@ class KerasBench:
             for label, make in makers.items():
                 model = make()
                 model.build((None, 28, 28, 1))
-                model.compile(
-                    optimizer=keras.optimizers.Adam(1e-3),
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    jit_compile=jit,
+                compile_classifier(
+                    model, keras.optimizers.Adam(1e-3), jit_compile=jit
                 )
                 for _ in range(2):  # Compiles, then warms up.
                     self._fit(model, args.warmup)
@@ -177,7 +186,7 @@ class KerasBench:
         matmul = jax.jit(lambda y: y @ y)  # An argument: no constant folding.
         return (lambda: matmul(x)), lambda out: out.block_until_ready()
 
-    def measure_matmul(self):
+    def measure_matmul(self) -> dict[str, Any]:
         product, wait = self._matmul
         start = time.perf_counter()
         for _ in range(self.matmul_reps):
@@ -219,7 +228,7 @@ class KerasBench:
         kind, name = accelerator() or ("cpu", "cpu")
         return {"device": kind, "device_name": name}
 
-    def info(self):
+    def info(self) -> dict[str, Any]:
         import keras
 
         info = {"keras": keras.__version__, **self.devices}
@@ -240,10 +249,10 @@ class KerasBench:
         return info
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--backend", required=True, choices=KERAS_BACKENDS + ("torch-native",)
+        "--backend", required=True, choices=BACKENDS + ("torch-native",)
     )
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)

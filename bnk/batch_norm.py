@@ -1,11 +1,21 @@
 """`BatchNorm`: batch normalization as a Keras 3 layer, on every backend."""
 
+from __future__ import annotations
+
 import numbers
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 from keras import constraints, initializers, ops, regularizers
 
-from bnk.functional import moments, normalize
+from bnk.functional import Tensor, moments, normalize
+
+# What `keras.initializers.get` (and the regularizers' and constraints' `get`)
+# accept: a registered name, a serialized config, or the object itself.
+Identifier = str | dict[str, Any] | Callable[..., Any]
+# An input shape: one size per axis, None where unknown.
+Shape = Sequence[int | None]
 
 
 @keras.saving.register_keras_serializable(package="bnk")
@@ -72,22 +82,22 @@ class BatchNorm(keras.layers.Layer):
 
     def __init__(
         self,
-        axis=-1,
-        momentum=0.9,
-        epsilon=1e-3,
-        center=True,
-        scale=True,
-        beta_initializer="zeros",
-        gamma_initializer="ones",
-        moving_mean_initializer="zeros",
-        moving_variance_initializer="ones",
-        beta_regularizer=None,
-        gamma_regularizer=None,
-        beta_constraint=None,
-        gamma_constraint=None,
-        unbiased_moving_variance=False,
-        **kwargs,
-    ):
+        axis: int = -1,
+        momentum: float = 0.9,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer: Identifier = "zeros",
+        gamma_initializer: Identifier = "ones",
+        moving_mean_initializer: Identifier = "zeros",
+        moving_variance_initializer: Identifier = "ones",
+        beta_regularizer: Identifier | None = None,
+        gamma_regularizer: Identifier | None = None,
+        beta_constraint: Identifier | None = None,
+        gamma_constraint: Identifier | None = None,
+        unbiased_moving_variance: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
             raise TypeError(f"`axis` must be an integer, got axis={axis!r}.")
@@ -117,7 +127,7 @@ class BatchNorm(keras.layers.Layer):
         self.gamma = None
         self.beta = None
 
-    def _channel_axis(self, rank):
+    def _channel_axis(self, rank: int) -> int:
         if not -rank <= self.axis < rank:
             raise ValueError(
                 f"`axis`={self.axis} is out of range for inputs of rank {rank} "
@@ -125,7 +135,7 @@ class BatchNorm(keras.layers.Layer):
             )
         return self.axis % rank
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         rank = len(input_shape)
         channels = input_shape[self._channel_axis(rank)]
         if channels is None:
@@ -169,7 +179,7 @@ class BatchNorm(keras.layers.Layer):
             autocast=False,
         )
 
-    def _check_inputs(self, inputs, mask):
+    def _check_inputs(self, inputs: Tensor, mask: Tensor | None) -> int:
         rank = len(inputs.shape)
         channel_axis = self._channel_axis(rank)
         channels = self.moving_mean.shape[0]
@@ -187,18 +197,25 @@ class BatchNorm(keras.layers.Layer):
             )
         return channel_axis
 
-    def _broadcast(self, channel_vector, rank, channel_axis):
+    def _broadcast(
+        self, channel_vector: Tensor, rank: int, channel_axis: int
+    ) -> Tensor:
         shape = [1] * rank
         shape[channel_axis] = -1
         return ops.reshape(channel_vector, shape)
 
-    def call(self, inputs, training=None, mask=None):
+    def call(
+        self,
+        inputs: Tensor,
+        training: bool | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
         channel_axis = self._check_inputs(inputs, mask)
         rank = len(inputs.shape)
         # float16/bfloat16 overflow and lose digits in the statistics.
         inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
 
-        def per_channel(variable):
+        def per_channel(variable: Any) -> Tensor | None:
             if variable is None:
                 return None
             value = ops.cast(variable, inputs.dtype)
@@ -252,11 +269,11 @@ class BatchNorm(keras.layers.Layer):
         )
         return ops.cast(outputs, self.compute_dtype)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         self._channel_axis(len(input_shape))
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "axis": self.axis,

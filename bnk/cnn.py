@@ -1,12 +1,15 @@
 """`CNN`: the seed tutorial's two-block convolutional network for MNIST."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import initializers, layers
 
-from bnk.batch_norm import BatchNorm
+from bnk.batch_norm import BatchNorm, Shape
+from bnk.functional import Tensor
 
 # The seed tutorial's initialization, by weight name: kernels truncated normal
 # with stddev 0.01 (cut at two stddev), biases 0.01, and the normalization
@@ -14,7 +17,7 @@ from bnk.batch_norm import BatchNorm
 # Identifiers for `keras.initializers.get` rather than initializer objects: an
 # unseeded random initializer draws its seed once, when it is created, so one
 # object shared by every model would give every model the same kernels.
-INITIALIZERS = {
+INITIALIZERS: dict[str, str | dict[str, Any]] = {
     "kernel": {"class_name": "TruncatedNormal", "config": {"stddev": 0.01}},
     "bias": {"class_name": "Constant", "config": {"value": 0.01}},
     "gamma": "ones",
@@ -77,7 +80,7 @@ class CNN(keras.Model):
         epsilon: float = 1e-3,
         batch_norm: bool | None = None,
         **kwargs: Any,
-    ):
+    ) -> None:
         super().__init__(**kwargs)
         if batch_norm is not None:
             if normalization is not BatchNorm:
@@ -156,12 +159,12 @@ class CNN(keras.Model):
             self.logits,
         ]
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         # A symbolic pass creates every sublayer's weights.
         self.call(keras.KerasTensor(input_shape))
         self.built = True
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensor, training: bool | None = None) -> Tensor:
         x = inputs
         if len(x.shape) == 3:
             x = keras.ops.expand_dims(x, -1)
@@ -180,7 +183,7 @@ class CNN(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "CNN":
+    def from_config(cls, config: dict[str, Any]) -> CNN:
         config = dict(config)
         name = config.get("normalization")
         if name is not None:
@@ -196,7 +199,9 @@ class CNN(keras.Model):
         return cls(**config)
 
 
-def _normalization_name(normalization):
+def _normalization_name(
+    normalization: Callable[..., keras.layers.Layer] | None,
+) -> str | None:
     """The name `from_config` finds `normalization` by (None for None)."""
     if normalization is None:
         return None

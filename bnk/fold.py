@@ -7,7 +7,11 @@ collapse into one layer with ``w' = w * s`` (per output channel) and
 ``b' = (b - mean) * s + beta``, which saves the batch-norm pass at inference.
 """
 
+from __future__ import annotations
+
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import keras
 import numpy as np
@@ -60,13 +64,13 @@ def fold_batch_norm(
 
     producers = {producer: bn for bn, producer in folds.items()}
 
-    def clone(layer):
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         config = layer.get_config()
         if layer.name in producers:
             config["use_bias"] = True  # The folded offset needs a bias.
         return layer.__class__.from_config(config)
 
-    def call(layer, *args, **kwargs):
+    def call(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
         if layer.name in folds:
             return args[0]  # Skip the batch norm: its producer now does its job.
         return layer(*args, **kwargs)
@@ -85,7 +89,9 @@ def fold_batch_norm(
     return folded
 
 
-def _as_functional(model, input_shape):
+def _as_functional(
+    model: keras.Model, input_shape: tuple[int, ...] | None
+) -> keras.Model:
     """A Functional copy of `model` with new layers and the same weights.
 
     Working on a copy whose layers are used by this graph only makes the
@@ -122,7 +128,7 @@ def _as_functional(model, input_shape):
     return copy
 
 
-def _plan(graph):
+def _plan(graph: keras.Model) -> tuple[dict[str, str], dict[str, str]]:
     """Which batch norms fold into which layer, and why the others cannot.
 
     Returns:
@@ -143,7 +149,9 @@ def _plan(graph):
     return folds, unfolded
 
 
-def _producer(bn, graph):
+def _producer(
+    bn: keras.layers.Layer, graph: keras.Model
+) -> tuple[keras.layers.Layer | None, str | None]:
     """`(layer bn folds into, None)`, or `(None, why it cannot be folded)`."""
     nodes = bn._inbound_nodes
     if len(nodes) != 1:
@@ -175,7 +183,7 @@ def _producer(bn, graph):
     return producer, None
 
 
-def _batch_norms_in(model):
+def _batch_norms_in(model: keras.Model) -> Iterator[keras.layers.Layer]:
     for layer in model.layers:
         if isinstance(layer, BATCH_NORMS):
             yield layer
@@ -183,11 +191,11 @@ def _batch_norms_in(model):
             yield from _batch_norms_in(layer)
 
 
-def _fold(producer, bn):
+def _fold(producer: keras.layers.Layer, bn: keras.layers.Layer) -> list[np.ndarray]:
     """The producer's `[kernel, bias]` with `bn`'s inference map folded in."""
     dtype = keras.backend.standardize_dtype(producer.kernel.dtype)
 
-    def value(variable, default):
+    def value(variable: Any, default: float | None) -> Any:
         if variable is None:  # scale=False or center=False.
             return default
         # float64, so that folding itself adds no rounding beyond the final cast.

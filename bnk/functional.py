@@ -4,10 +4,19 @@ Ioffe & Szegedy (2015), Algorithm 1: per channel, the batch mean and the biased
 batch variance, then ``gamma * (x - mean) / sqrt(variance + epsilon) + beta``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
 from keras import ops
 
+# A backend tensor or array: whatever `keras.ops` takes and returns on the active
+# backend (tf.Tensor, jax.Array, torch.Tensor, a NumPy array, a KerasTensor, ...).
+Tensor = Any
 
-def _per_axis(reduce, x, axes):
+
+def _per_axis(reduce: Callable[..., Tensor], x: Tensor, axes: Sequence[int]) -> Tensor:
     """``reduce`` over ``axes`` one axis at a time, innermost first, keeping them.
 
     TensorFlow's CPU kernel reduces several outer axes at once into one float32
@@ -21,7 +30,12 @@ def _per_axis(reduce, x, axes):
     return x
 
 
-def moments(x, axes, mask=None, return_deviations=False):
+def moments(
+    x: Tensor,
+    axes: Sequence[int],
+    mask: Tensor | None = None,
+    return_deviations: bool = False,
+) -> tuple[Tensor, ...]:
     """Batch mean and biased variance of ``x`` over ``axes``, in two passes.
 
     The variance is the mean of squared deviations from the mean, never
@@ -69,7 +83,15 @@ def moments(x, axes, mask=None, return_deviations=False):
     return mean, variance, count
 
 
-def normalize(x, mean, variance, gamma, beta, epsilon, deviations=None):
+def normalize(
+    x: Tensor,
+    mean: Tensor,
+    variance: Tensor,
+    gamma: Tensor | None,
+    beta: Tensor | None,
+    epsilon: float,
+    deviations: Tensor | None = None,
+) -> Tensor:
     """``gamma * (x - mean) / sqrt(variance + epsilon) + beta``.
 
     ``x - mean`` is taken first, before any scaling, so inputs far from zero

@@ -22,9 +22,13 @@
 # files the pipeline wrote. The detailed reports:
 
 # %% tags=["parameters"]
-# Parameters (papermill injects the pipeline's values after this cell).
-backends = ["tensorflow", "jax", "torch"]
-inference_batch = 1000
+# Set by the stage (papermill injects them after this cell): the backends of
+# params.yaml's `report` section, and the files to read, which dvc.yaml names.
+backends = None
+train_run_path = None
+eval_run_path = None
+experiment_results_path = None
+compare_run_paths = None
 
 # %%
 import itertools
@@ -35,12 +39,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
-train_metrics = json.loads(Path("metrics/train.json").read_text())
-eval_metrics = json.loads(Path("metrics/eval.json").read_text())
-experiment = json.loads(Path("metrics/bn_experiment.json").read_text())
+from pipeline.backends import BACKEND_NAMES
+
+train_metrics = json.loads(Path(train_run_path).read_text())
+eval_metrics = json.loads(Path(eval_run_path).read_text())
+experiment = json.loads(Path(experiment_results_path).read_text())
 runs = {
-    backend: json.loads(Path(f"metrics/compare/{backend}.json").read_text())
+    backend: json.loads(Path(compare_run_paths[backend]).read_text())
     for backend in backends
 }
 
@@ -51,8 +56,11 @@ def table(rows, header):
     display(Markdown("\n".join(lines)))
 
 
-links = [f"- [Results under {NAMES[b]}]({b}.html): that backend's own training run, and "
-         "the main model run under it" for b in backends]
+links = [
+    f"- [Results under {BACKEND_NAMES[b]}]({b}.html): that backend's own training "
+    "run, and the main model run under it"
+    for b in backends
+]
 links.append("- [What batch normalization buys](bn_experiment.html): Ioffe & Szegedy's "
              "Figure 1, and the CNN with and without BN")
 display(Markdown("\n".join(links)))
@@ -66,8 +74,15 @@ table(
     [
         ["test accuracy", f"{eval_metrics['accuracy']:.4f}"],
         ["test loss", f"{eval_metrics['loss']:.4f}"],
-        ["trained on", f"{NAMES[train_metrics['backend']]} {train_metrics['backend_version']}"],
-        ["epochs, training images", f"{train_metrics['epochs']}, {train_metrics['training_images']:,}"],
+        [
+            "trained on",
+            f"{BACKEND_NAMES[train_metrics['backend']]} "
+            f"{train_metrics['backend_version']}",
+        ],
+        [
+            "epochs, training images",
+            f"{train_metrics['epochs']}, {train_metrics['training_images']:,}",
+        ],
         ["training time", (f"{train_metrics['wall_seconds']:.0f} s "
                            f"({train_metrics['images_per_second']:,.0f} images/s)")],
         ["device", train_metrics["device"]],
@@ -76,10 +91,11 @@ table(
     ["`bnk.CNN`, the tutorial's settings (stages `train`, `evaluate`)", "value"],
 )
 display(Markdown(
-    "What BN buys, in one line: in Ioffe & Szegedy's Figure 1 network the test accuracy "
-    f"after the last step is {100 * final['mlp_bn_test_accuracy']:.2f}% with BN against "
-    f"{100 * final['mlp_plain_test_accuracy']:.2f}% without "
-    f"([the experiment](bn_experiment.html), on {NAMES[experiment['backend']]})."
+    "What BN buys, in one line: in Ioffe & Szegedy's Figure 1 network the test "
+    f"accuracy after the last step is {100 * final['mlp_bn_test_accuracy']:.2f}% "
+    f"with BN against {100 * final['mlp_plain_test_accuracy']:.2f}% without "
+    "([the experiment](bn_experiment.html), on "
+    f"{BACKEND_NAMES[experiment['backend']]})."
 ))
 
 # %% [markdown]
@@ -93,12 +109,14 @@ display(Markdown(
 
 # %%
 losses = {b: np.array(run["losses"]) for b, run in runs.items()}
-final_losses = {b: values[-min(100, len(values)):].mean() for b, values in losses.items()}
+final_losses = {
+    b: values[-min(100, len(values)):].mean() for b, values in losses.items()
+}
 rows = []
 for b, run in runs.items():
     others = [abs(final_losses[b] - final_losses[o]) for o in backends if o != b]
     rows.append([
-        NAMES[b], f"{run['test_accuracy']:.4f}", f"{run['test_loss']:.4f}",
+        BACKEND_NAMES[b], f"{run['test_accuracy']:.4f}", f"{run['test_loss']:.4f}",
         f"{run['wall_seconds']:.0f} s", f"{run['images_per_second']:,.0f}",
         f"{max(others):.1e}" if others else "n/a", run["device"],
     ])
@@ -108,7 +126,8 @@ first = next(iter(runs.values()))
 display(Markdown(
     f"{first['steps']:,} steps of {first['batch_size']} images "
     f"({first['epochs']} pass{'es' if first['epochs'] > 1 else ''} over "
-    f"{first['training_images']:,} training images), Adam at {first['learning_rate']:g}. "
+    f"{first['training_images']:,} training images), "
+    f"Adam at {first['learning_rate']:g}. "
     "Training time includes a host round trip per step to record each step's loss, so "
     "images/s here are lower than in the `train` stage."
 ))
@@ -125,20 +144,42 @@ def smooth(values):
 fig, (ax_loss, ax_gap) = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
 styles = {"tensorflow": "-", "jax": "--", "torch": ":"}
 for b, values in losses.items():
-    ax_loss.plot(steps[window - 1:], smooth(values), styles[b], linewidth=2, label=NAMES[b])
-ax_loss.set(ylabel="training loss", yscale="log",
-            title=f"Loss per step, mean of the last {window} steps (the curves overlap)")
+    ax_loss.plot(
+        steps[window - 1:],
+        smooth(values),
+        styles[b],
+        linewidth=2,
+        label=BACKEND_NAMES[b],
+    )
+ax_loss.set(
+    ylabel="training loss",
+    yscale="log",
+    title=f"Loss per step, mean of the last {window} steps (the curves overlap)",
+)
 ax_loss.legend()
 for (a, b) in itertools.combinations(backends, 2):
     gap = np.abs(losses[a] - losses[b]) / np.abs(losses[b])
-    shown = np.where(gap > 0, gap, np.nan)  # identical losses have no place on a log axis
+    # identical losses have no place on a log axis
+    shown = np.where(gap > 0, gap, np.nan)
     dots, = ax_gap.plot(steps, shown, ".", markersize=2, alpha=0.4)
-    ax_gap.plot(steps[window - 1:], smooth(gap), linewidth=2, color=dots.get_color(),
-                label=f"{NAMES[a]} vs {NAMES[b]} ({int(np.sum(gap == 0))} steps identical)")
+    ax_gap.plot(
+        steps[window - 1:],
+        smooth(gap),
+        linewidth=2,
+        color=dots.get_color(),
+        label=(
+            f"{BACKEND_NAMES[a]} vs {BACKEND_NAMES[b]} "
+            f"({int(np.sum(gap == 0))} steps identical)"
+        ),
+    )
 # A log step axis: the first steps, where the backends part, get their share of it.
-ax_gap.set(xlabel="training step (log scale)", ylabel="relative loss difference",
-           xscale="log", yscale="log",
-           title="How far apart the backends are (dots: each step; lines: running mean)")
+ax_gap.set(
+    xlabel="training step (log scale)",
+    ylabel="relative loss difference",
+    xscale="log",
+    yscale="log",
+    title="How far apart the backends are (dots: each step; lines: running mean)",
+)
 if len(backends) > 1:
     ax_gap.legend()
 for ax in (ax_loss, ax_gap):
@@ -165,29 +206,47 @@ rows = []
 for a, b in itertools.combinations(backends, 2):
     gap = np.abs(losses[a][:early] - losses[b][:early]) / np.abs(losses[b][:early])
     step = first_step_above(a, b, 1e-5)
-    rows.append([f"{NAMES[a]} vs {NAMES[b]}", f"{gap[0]:.1e}", f"{gap.max():.1e}",
-                 step if step else f"never in {len(steps):,}"])
+    rows.append(
+        [
+            f"{BACKEND_NAMES[a]} vs {BACKEND_NAMES[b]}",
+            f"{gap[0]:.1e}",
+            f"{gap.max():.1e}",
+            step if step else f"never in {len(steps):,}",
+        ]
+    )
 table(rows, ["pair", "relative loss gap, step 1", f"largest in the first {early} steps",
              "first step above 1e-5"])
 
 errors = {b: run["batch_mean_error"] for b, run in runs.items()}
-table([[NAMES[b], f"{e['keras.ops.mean']:.1e}", f"{e['bnk.functional.moments']:.1e}"]
-       for b, e in errors.items()],
-      ["backend", "`keras.ops.mean` over batch, height and width",
-       "bnk's moments (one axis at a time)"])
+table(
+    [
+        [
+            BACKEND_NAMES[b],
+            f"{e['keras.ops.mean']:.1e}",
+            f"{e['bnk.functional.moments']:.1e}",
+        ]
+        for b, e in errors.items()
+    ],
+    [
+        "backend",
+        "`keras.ops.mean` over batch, height and width",
+        "bnk's moments (one axis at a time)",
+    ],
+)
 display(Markdown(
     "The table above is the relative error, against a float64 mean, of the batch mean "
     "BatchNorm takes of the first convolution's output (64 images x 28 x 28 positions "
     "per channel, at the common initial weights). "
-    + ("TensorFlow's CPU reduction over several axes at once adds them up in one float32 "
-       f"running sum: off by {errors['tensorflow']['keras.ops.mean']:.0e}, where "
-       + " and ".join(f"{NAMES[b]} is off by {errors[b]['keras.ops.mean']:.0e}"
+    + ("TensorFlow's CPU reduction over several axes at once adds them up in one "
+       "float32 running sum: off by "
+       f"{errors['tensorflow']['keras.ops.mean']:.0e}, where "
+       + " and ".join(f"{BACKEND_NAMES[b]} is off by {errors[b]['keras.ops.mean']:.0e}"
                       for b in backends if b != "tensorflow")
        + ". bnk reduces one axis at a time, which brings TensorFlow to "
        f"{errors['tensorflow']['bnk.functional.moments']:.0e}. "
        if "tensorflow" in errors else "")
-    + "The backward pass is Keras's automatic differentiation, though: the gradients of "
-    "the mean, of gamma and of beta are again sums over all those positions, which "
+    + "The backward pass is Keras's automatic differentiation, though: the gradients "
+    "of the mean, of gamma and of beta are again sums over all those positions, which "
     "TensorFlow adds up the same way, so its gradients still differ from the others' "
     "in the last digits that float32 keeps."
 ))
@@ -202,12 +261,20 @@ for name in names:
         difference = np.abs(np.array(after[a][name]) - np.array(after[b][name]))
         row.append(f"{difference.max():.1e} ({int(np.sum(difference > 1e-6))})")
     rows.append(row)
-table(rows, ["weight after step 1"] + [f"{NAMES[a]} vs {NAMES[b]}: largest difference "
-             "(entries above 1e-6)" for a, b in itertools.combinations(backends, 2)])
+table(
+    rows,
+    ["weight after step 1"]
+    + [
+        f"{BACKEND_NAMES[a]} vs {BACKEND_NAMES[b]}: largest difference "
+        "(entries above 1e-6)"
+        for a, b in itertools.combinations(backends, 2)
+    ],
+)
 learning_rate = first["learning_rate"]
 display(Markdown(
-    f"Adam's first step moves every weight by about the learning rate ({learning_rate:g}) "
-    "in the direction of its gradient's sign, however small the gradient. A gradient "
+    "Adam's first step moves every weight by about the learning rate "
+    f"({learning_rate:g}) in the direction of its gradient's sign, however small the "
+    "gradient. A gradient "
     "that is zero in exact arithmetic (the convolution biases: the batch mean that BN "
     "subtracts cancels them) is pure round-off, and its sign differs between "
     "backends, so those biases differ by up to twice the learning rate after one step "

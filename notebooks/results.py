@@ -29,9 +29,18 @@
 # side](index.html).
 
 # %% tags=["parameters"]
-# Parameters (papermill injects the pipeline's values after this cell).
-backends = ["tensorflow", "jax", "torch"]
-inference_batch = 1000
+# Set by the stage (papermill injects them after this cell): params.yaml's `report`
+# section, and the files to read, which dvc.yaml names.
+backends = None
+inference_batch = None
+mnist_path = None
+model_path = None
+probabilities_path = None
+compare_run_path = None
+train_run_path = None
+train_history_path = None
+eval_run_path = None
+predictions_path = None
 
 # %%
 import json
@@ -41,20 +50,19 @@ from pathlib import Path
 import keras
 import matplotlib.pyplot as plt
 import numpy as np
-import yaml
 from IPython.display import Markdown, display
 from matplotlib.ticker import MaxNLocator
 
 import bnk
-from pipeline import dataset
+from pipeline import dataset, params
 from pipeline.environment import describe
 
 here = describe()
 backend = here["backend"]
-own = json.loads(Path(f"metrics/compare/{backend}.json").read_text())
-train_metrics = json.loads(Path("metrics/train.json").read_text())
-eval_metrics = json.loads(Path("metrics/eval.json").read_text())
-x_test, y_test = dataset.load_test()
+own = json.loads(Path(compare_run_path).read_text())
+train_metrics = json.loads(Path(train_run_path).read_text())
+eval_metrics = json.loads(Path(eval_run_path).read_text())
+x_test, y_test = dataset.load_test(mnist_path)
 
 
 def table(rows, header):
@@ -75,14 +83,18 @@ table(
         ["main model: code version", train_metrics["code_version"]],
         ["keras", here["keras_version"]],
         [f"{backend} version", here["backend_version"]],
-        [f"{train_metrics['backend']} version (main model)", train_metrics["backend_version"]],
+        [
+            f"{train_metrics['backend']} version (main model)",
+            train_metrics["backend_version"],
+        ],
         ["python", here["python_version"]],
         ["device", here["device"]],
     ],
     ["", "value"],
 )
-params = yaml.safe_load(Path("params.yaml").read_text())
-print(yaml.safe_dump({key: params[key] for key in ("seed", "train", "compare")}, sort_keys=False))
+settings = params.load()
+print(json.dumps({"seed": settings.seed, "train": settings.train.model_dump(),
+                  "compare": settings.compare.model_dump()}, indent=2))
 
 # %% [markdown]
 # ## This backend's own training run
@@ -138,7 +150,7 @@ display(Markdown(
 # ### Training curves
 
 # %%
-history = np.genfromtxt("metrics/train_history.csv", delimiter=",", names=True)
+history = np.genfromtxt(train_history_path, delimiter=",", names=True)
 epochs = history["epoch"] + 1
 fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
 ax_loss.plot(epochs, history["loss"], "o-", label="train (dropout on)")
@@ -153,9 +165,13 @@ for ax in (ax_loss, ax_acc):
     ax.legend()
 plt.tight_layout()
 plt.show()
-print(f"{train_metrics['training_images']:,} training images, {train_metrics['epochs']} epochs, "
-      f"{train_metrics['wall_seconds']:.0f} s ({train_metrics['images_per_second']:,.0f} images/s) "
-      f"on {train_metrics['device']}, {train_metrics['backend']}")
+print(
+    f"{train_metrics['training_images']:,} training images, "
+    f"{train_metrics['epochs']} epochs, "
+    f"{train_metrics['wall_seconds']:.0f} s "
+    f"({train_metrics['images_per_second']:,.0f} images/s) "
+    f"on {train_metrics['device']}, {train_metrics['backend']}"
+)
 
 # %% [markdown]
 # ### Test metrics
@@ -163,12 +179,18 @@ print(f"{train_metrics['training_images']:,} training images, {train_metrics['ep
 # %%
 per_class = eval_metrics["per_class_accuracy"]
 table(
-    [["accuracy", f"{eval_metrics['accuracy']:.4f}"], ["loss", f"{eval_metrics['loss']:.4f}"],
-     ["test images", eval_metrics["test_images"]]]
-    + [[f"accuracy of digit {digit}", f"{value:.4f}"] for digit, value in per_class.items()],
+    [
+        ["accuracy", f"{eval_metrics['accuracy']:.4f}"],
+        ["loss", f"{eval_metrics['loss']:.4f}"],
+        ["test images", eval_metrics["test_images"]],
+    ]
+    + [
+        [f"accuracy of digit {digit}", f"{value:.4f}"]
+        for digit, value in per_class.items()
+    ],
     ["metric", "value"],
 )
-predictions = np.genfromtxt("metrics/test_predictions.csv", delimiter=",", names=True, dtype=int)
+predictions = np.genfromtxt(predictions_path, delimiter=",", names=True, dtype=int)
 confusion = np.zeros((10, 10), dtype=int)
 np.add.at(confusion, (predictions["actual"], predictions["predicted"]), 1)
 fig, ax = plt.subplots(figsize=(6.5, 5.5))
@@ -178,45 +200,65 @@ for (row, column), count in np.ndenumerate(confusion):
     if count:
         ax.text(column, row, count, ha="center", va="center", fontsize=8,
                 color="white" if shown[row, column] > shown.max() / 2 else "black")
-ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit",
-       title="Confusion matrix (test set, colour on a log scale)")
+ax.set(
+    xticks=range(10),
+    yticks=range(10),
+    xlabel="predicted digit",
+    ylabel="true digit",
+    title="Confusion matrix (test set, colour on a log scale)",
+)
 plt.show()
 
 # %% [markdown]
 # ### The main model under this backend
 
 # %%
-model = keras.saving.load_model("models/cnn.keras", safe_mode=True)
+model = keras.saving.load_model(model_path, safe_mode=True)
 logits = model.predict(x_test, batch_size=inference_batch, verbose=0)
 probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
 predicted = probabilities.argmax(axis=1)
 accuracy = float(np.mean(predicted == y_test))
-reference = np.load("models/test_probabilities.npy")
+reference = np.load(probabilities_path)
 max_difference = float(np.abs(probabilities - reference).max())
 table(
-    [[f"test accuracy under {backend}", f"{accuracy:.4f}"],
-     [f"test accuracy in metrics/eval.json ({eval_metrics['backend']})", f"{eval_metrics['accuracy']:.4f}"],
-     ["images predicted differently", int(np.sum(predicted != reference.argmax(axis=1)))],
-     ["largest probability difference", f"{max_difference:.2e}"]],
+    [
+        [f"test accuracy under {backend}", f"{accuracy:.4f}"],
+        [
+            f"test accuracy in {eval_run_path} ({eval_metrics['backend']})",
+            f"{eval_metrics['accuracy']:.4f}",
+        ],
+        [
+            "images predicted differently",
+            int(np.sum(predicted != reference.argmax(axis=1))),
+        ],
+        ["largest probability difference", f"{max_difference:.2e}"],
+    ],
     ["cross-backend check", "value"],
 )
 assert max_difference <= 1e-4, f"probabilities differ by {max_difference:.2e} > 1e-4"
-assert abs(accuracy - eval_metrics["accuracy"]) <= 1e-4, (accuracy, eval_metrics["accuracy"])
+assert abs(accuracy - eval_metrics["accuracy"]) <= 1e-4, (
+    accuracy,
+    eval_metrics["accuracy"],
+)
 
 # %% [markdown]
 # ### Test images: predicted and true labels (misclassified in red)
 
 # %%
 wrong = np.flatnonzero(predicted != y_test)
-shown = np.concatenate([wrong[:16], np.flatnonzero(predicted == y_test)[:32 - len(wrong[:16])]])
+right = np.flatnonzero(predicted == y_test)
+shown = np.concatenate([wrong[:16], right[: 32 - len(wrong[:16])]])
 fig, axes = plt.subplots(4, 8, figsize=(12, 6.6))
-for ax, index in zip(axes.flat, shown):
+# Up to 32 images for the 32 panels: fewer when few are right, and the rest stay empty.
+for ax, index in zip(axes.flat, shown, strict=False):
     ax.imshow(x_test[index, ..., 0], cmap="gray_r")
     is_wrong = predicted[index] != y_test[index]
     ax.set_title(f"pred {predicted[index]} / true {y_test[index]}", fontsize=9,
                  color="red" if is_wrong else "black")
     for spine in ax.spines.values():
-        spine.set(color="red" if is_wrong else "lightgray", linewidth=3 if is_wrong else 1)
+        spine.set(
+            color="red" if is_wrong else "lightgray", linewidth=3 if is_wrong else 1
+        )
     ax.set(xticks=[], yticks=[])
 plt.suptitle(f"{len(wrong)} of {len(y_test)} test images misclassified; "
              f"the first {len(wrong[:16])} of them in red, then correct ones")
@@ -230,18 +272,33 @@ plt.show()
 # the learned scale (gamma) and shift (beta).
 
 # %%
-batch_norms = [layer for layer in model._flatten_layers() if isinstance(layer, bnk.BatchNorm)]
-fig, axes = plt.subplots(len(batch_norms), 4, figsize=(13, 2.8 * len(batch_norms)), squeeze=False)
-for row, layer in zip(axes, batch_norms):
-    for ax, name in zip(row, ["moving_mean", "moving_variance", "gamma", "beta"]):
+batch_norms = [
+    layer for layer in model._flatten_layers() if isinstance(layer, bnk.BatchNorm)
+]
+fig, axes = plt.subplots(
+    len(batch_norms), 4, figsize=(13, 2.8 * len(batch_norms)), squeeze=False
+)
+variables = ["moving_mean", "moving_variance", "gamma", "beta"]
+for row, layer in zip(axes, batch_norms, strict=True):
+    for ax, name in zip(row, variables, strict=True):
         values = keras.ops.convert_to_numpy(getattr(layer, name))
         ax.bar(range(len(values)), values, width=1.0)
         ax.set(title=f"{layer.name}: {name}", xlabel="channel", ylabel=name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 plt.tight_layout()
 plt.show()
-table([[layer.name, len(keras.ops.convert_to_numpy(layer.gamma)), layer.momentum, layer.epsilon]
-       for layer in batch_norms], ["layer", "channels", "momentum", "epsilon"])
+table(
+    [
+        [
+            layer.name,
+            len(keras.ops.convert_to_numpy(layer.gamma)),
+            layer.momentum,
+            layer.epsilon,
+        ]
+        for layer in batch_norms
+    ],
+    ["layer", "channels", "momentum", "epsilon"],
+)
 
 # %% [markdown]
 # ### Inference speed of the main model on this backend
@@ -254,5 +311,8 @@ for _ in range(7):
     start = time.perf_counter()
     model.predict(batch, batch_size=inference_batch, verbose=0)
     timings.append(time.perf_counter() - start)
-print(f"{inference_batch / np.median(timings):,.0f} images/s (median of {len(timings)}, "
-      f"batch {inference_batch}, {backend} on {here['device']})")
+print(
+    f"{inference_batch / np.median(timings):,.0f} images/s "
+    f"(median of {len(timings)}, "
+    f"batch {inference_batch}, {backend} on {here['device']})"
+)

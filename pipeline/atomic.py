@@ -4,7 +4,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 class OutputError(OSError):
@@ -12,12 +14,14 @@ class OutputError(OSError):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it onto `path` only on success."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix
+        )
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror}.") from error
     os.close(fd)
@@ -34,18 +38,18 @@ def atomic_path(path):
 
 
 @contextlib.contextmanager
-def atomic_paths(*paths):
+def atomic_paths(*paths: str | Path) -> Iterator[list[Path]]:
     """atomic_path for several outputs: each is moved into place only after every one
     has been written, so a failure part-way leaves all of them as they were."""
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(atomic_path(path)) for path in paths]
 
 
-def json_text(data):
+def json_text(data: Any) -> str:
     """Strict JSON: a NaN or infinity is an error here, not a bare `NaN` in the file."""
     return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-def write_json(path, data):
+def write_json(path: str | Path, data: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json_text(data))

@@ -32,12 +32,20 @@ class ShuffledBatches(keras.utils.PyDataset):
         seed: the order's seed; the same seed gives the same batches everywhere.
     """
 
-    def __init__(self, x, y, batch_size, seed):
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int
+    ) -> None:
         super().__init__()
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or batch_size < 1
+        ):
+            raise ValueError(
+                f"batch_size must be a positive integer, got {batch_size!r}."
+            )
         if len(x) == 0:
             raise ValueError("There are no examples to draw batches from.")
         self.x, self.y = x, y
@@ -48,27 +56,27 @@ class ShuffledBatches(keras.utils.PyDataset):
         self._pass, self._order = None, None
 
     @property
-    def num_batches(self):
+    def num_batches(self) -> None:
         return None  # Endless: `steps_per_epoch` says how much of it fit takes.
 
-    def order(self, pass_index):
+    def order(self, pass_index: int) -> np.ndarray:
         """The example indices in the order pass `pass_index` visits them."""
         if pass_index != self._pass:
             rng = np.random.default_rng([self.seed, pass_index])
             self._pass, self._order = pass_index, rng.permutation(len(self.x))
         return self._order
 
-    def indices(self, batch):
+    def indices(self, batch: int) -> np.ndarray:
         """The example indices of batch `batch` of the stream."""
         pass_index, position = divmod(self.first_batch + batch, self.batches_per_pass)
         start = position * self.batch_size
         return self.order(pass_index)[start : start + self.batch_size]
 
-    def __getitem__(self, batch):
+    def __getitem__(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         picked = self.indices(batch)
         return self.x[picked], self.y[picked]
 
-    def start_at_resumed_epoch(self):
+    def start_at_resumed_epoch(self) -> keras.callbacks.Callback:
         """A callback that starts the stream at the epoch `fit` starts at.
 
         `BackupAndRestore` resumes `fit` at a later epoch, but Keras asks an endless

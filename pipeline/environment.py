@@ -5,8 +5,6 @@ import os
 import platform
 import subprocess
 
-import keras
-
 BACKEND_PACKAGES = {"tensorflow": "tensorflow-cpu", "jax": "jax", "torch": "torch"}
 
 
@@ -17,7 +15,8 @@ def _version(package):
         return None
 
 
-def _cpu_name():
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -28,15 +27,21 @@ def _cpu_name():
     return platform.processor() or platform.machine()
 
 
-def accelerator():
+def accelerator() -> tuple[str, str] | None:
     """`(kind, name)` of the accelerator the Keras backend computes on, or None."""
+    # Keras is imported where it is used: the benchmarks' parent process reads
+    # cpu_name() and must not start a backend.
+    import keras
+
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
         first = jax.devices()[0]
         if first.platform != "cpu":
-            kind = "gpu" if first.platform in ("gpu", "cuda", "rocm") else first.platform
+            kind = (
+                "gpu" if first.platform in ("gpu", "cuda", "rocm") else first.platform
+            )
             return kind, first.device_kind
     elif backend == "torch":
         import torch
@@ -53,23 +58,24 @@ def accelerator():
     return None
 
 
-def device():
+def device() -> str:
     """The accelerator the backend computes on, else the CPU and its core count."""
     found = accelerator()
     if found:
         return f"{found[0]}: {found[1]}"
-    return f"cpu: {_cpu_name()} ({os.cpu_count()} cores)"
+    return f"cpu: {cpu_name()} ({os.cpu_count()} cores)"
 
 
 CODE = ["bnk", "pipeline", "notebooks", "params.yaml", "dvc.yaml"]
 
 
-def code_version():
-    """The commit of the code that ran, marked when that code had uncommitted changes."""
+def code_version() -> str:
+    """The commit of the code that ran, marked if that code had uncommitted changes."""
 
     def git(*arguments):
-        return subprocess.run(["git", *arguments], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *arguments], capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "--short=10", "HEAD")
@@ -79,7 +85,9 @@ def code_version():
     return f"{commit} plus uncommitted changes" if changed else commit
 
 
-def describe():
+def describe() -> dict[str, str]:
+    import keras
+
     backend = keras.backend.backend()
     package = BACKEND_PACKAGES[backend]
     version = _version(package) or _version(backend)

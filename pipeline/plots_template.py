@@ -11,6 +11,7 @@ fills `{plot_divs}` (and `{refresh_tag}`) by plain text replacement.
 
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import vl_convert
@@ -44,7 +45,7 @@ BUNDLE
 """
 
 
-def libraries_bundle():
+def libraries_bundle() -> str:
     """vega, vega-lite and vega-embed as one classic script defining them on `window`.
 
     Wrapped in a function so the bundle's top-level names stay out of the page's
@@ -59,16 +60,17 @@ def libraries_bundle():
     return re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
 
 
-def page():
+def page() -> str:
     versions = (
         f"vega {vl_convert.get_vega_version()}, vega-lite {VEGA_LITE_VERSION}, "
         f"vega-embed {vl_convert.get_vega_embed_version()}, from vl-convert-python"
     )
-    return (PAGE.replace("<!-- LIBRARIES -->", f"<!-- {versions} -->")
-            .replace("BUNDLE", libraries_bundle()))
+    return PAGE.replace("<!-- LIBRARIES -->", f"<!-- {versions} -->").replace(
+        "BUNDLE", libraries_bundle()
+    )
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
     if len(argv) != 1:
         sys.exit("usage: python -m pipeline.plots_template PATH")
     target = Path(argv[0])

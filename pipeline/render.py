@@ -22,15 +22,16 @@ import nbformat
 import papermill
 
 from pipeline.atomic import atomic_paths
+from pipeline.errors import PipelineError
 
 KERNEL_NAME = "bnk-project-python"
 
 
-class ReportError(RuntimeError):
-    """The executed notebook shows something a reader must not see: a log line."""
+class ReportError(PipelineError, RuntimeError):
+    """The executed notebook failed, or shows something a reader must not see."""
 
 
-def _write_kernelspec(root):
+def _write_kernelspec(root: str | Path) -> None:
     """Make `root` a JUPYTER_PATH entry holding one kernelspec: this interpreter.
 
     The kernel leaves output written straight to its file descriptors (TensorFlow's
@@ -39,14 +40,22 @@ def _write_kernelspec(root):
     """
     spec = Path(root) / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True)
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-            "--IPKernelApp.capture_fd_output=False"]
+    argv = [
+        sys.executable,
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+        "--IPKernelApp.capture_fd_output=False",
+    ]
     (spec / "kernel.json").write_text(
-        json.dumps({"argv": argv, "display_name": "bnk (project)", "language": "python"})
+        json.dumps(
+            {"argv": argv, "display_name": "bnk (project)", "language": "python"}
+        )
     )
 
 
-def check_outputs(notebook):
+def check_outputs(notebook: nbformat.NotebookNode) -> None:
     """Raise ReportError naming the first cell that wrote to stderr."""
     for index, cell in enumerate(notebook.cells):
         for output in cell.get("outputs", []):
@@ -58,20 +67,25 @@ def check_outputs(notebook):
                 )
 
 
-def to_html(notebook_path, html_path, title):
+def to_html(notebook_path: Path, html_path: Path, title: str) -> None:
     """Render without code cells, so the page reads as a report."""
-    exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                                      exclude_output_prompt=True)
+    exporter = nbconvert.HTMLExporter(
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    )
     notebook = nbformat.read(notebook_path, as_version=4)
-    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
+    body, _ = exporter.from_notebook_node(
+        notebook, resources={"metadata": {"name": title}}
+    )
     Path(html_path).write_text(body)
 
 
-def failed_notebook(output_stem):
+def failed_notebook(output_stem: Path) -> Path:
     return Path(output_stem).with_suffix(".failed.ipynb")
 
 
-def render(notebook, output_stem, parameters, backend, title):
+def render(
+    notebook: Path, output_stem: Path, parameters: dict, backend: str, title: str
+) -> None:
     """Run `notebook` under `backend` into `<output_stem>.ipynb` and `.html`.
 
     On a failing cell papermill still writes the executed notebook (error cell at the
@@ -80,17 +94,27 @@ def render(notebook, output_stem, parameters, backend, title):
     `.ipynb` and `.html` stay as they were, and the caller exits non-zero.
     """
     output_stem = Path(output_stem)
+    declared = papermill.inspect_notebook(str(notebook))
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:  # papermill would only log it, and the notebook run on its defaults
+        raise ReportError(
+            f"{notebook} has no parameter {', '.join(unknown)} in its `parameters` "
+            f"cell (it has: {', '.join(declared) or 'none'})."
+        )
     failed_notebook(output_stem).unlink(missing_ok=True)
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     jupyter_path = os.environ.get("JUPYTER_PATH")
     with (
         tempfile.TemporaryDirectory(prefix="bnk-kernel-") as kernels,
-        atomic_paths(output_stem.with_suffix(".ipynb"), output_stem.with_suffix(".html"))
-        as (executed, html),
+        atomic_paths(
+            output_stem.with_suffix(".ipynb"), output_stem.with_suffix(".html")
+        ) as (executed, html),
     ):
         _write_kernelspec(kernels)
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [kernels, jupyter_path]))
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(
+            filter(None, [kernels, jupyter_path])
+        )
         try:
             papermill.execute_notebook(
                 str(notebook),
@@ -111,3 +135,21 @@ def render(notebook, output_stem, parameters, backend, title):
             else:
                 os.environ["JUPYTER_PATH"] = jupyter_path
         to_html(executed, html, title)
+
+
+def render_report(
+    notebook: Path, output_stem: Path, parameters: dict, backend: str, title: str
+) -> None:
+    """`render`, its failure turned into a ReportError that says where to look."""
+    try:
+        render(notebook, output_stem, parameters, backend, title)
+    except (papermill.PapermillExecutionError, ReportError) as error:
+        reason = (
+            f"{error.ename}: {error.evalue}"
+            if isinstance(error, papermill.PapermillExecutionError)
+            else str(error)
+        )
+        raise ReportError(
+            f"{notebook} failed under {backend} ({reason}); the failed notebook is "
+            f"{failed_notebook(output_stem)}, and the previous report is unchanged."
+        ) from None

@@ -34,7 +34,7 @@ def channels_first_conv_runs():
 
 
 def channels_last_twin(model):
-    """`model` (a chain of layers on one channels-first input) laid out channels last."""
+    """`model` (layers chained on one channels-first input) laid out channels last."""
     spec = model.inputs[0]
     rank = len(spec.shape)
     inputs = x = keras.Input(shape=(*spec.shape[2:], spec.shape[1]))

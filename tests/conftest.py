@@ -1,11 +1,13 @@
 """Shared fixtures. The backend is fixed per process by KERAS_BACKEND."""
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 import yaml
 
-BACKENDS = ("tensorflow", "jax", "torch")
+from pipeline.backends import BACKENDS  # noqa: F401 - the tests import it from here
 
 
 @pytest.fixture(autouse=True)
@@ -16,18 +18,27 @@ def _seeded():
     keras.config.set_dtype_policy("float32")
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_params():
+    """The project's params.yaml, at sizes small enough for a test."""
+    config = yaml.safe_load((ROOT / "params.yaml").read_text())
+    config["seed"] = 3
+    config["train"].update(epochs=2, batch_size=32, learning_rate=1e-3, limit=None,
+                           validation=64)
+    config["evaluate"]["batch_size"] = 50
+    config["compare"].update(epochs=1, batch_size=16, learning_rate=1e-3, validation=64,
+                             limit=40)
+    config["report"] = {"backends": [keras.backend.backend()], "inference_batch": 50}
+    config["experiment"]["mlp"].update(steps=20, eval_every=10, batch_size=12, unit=3)
+    config["experiment"]["cnn"].update(steps=4, eval_every=2, batch_size=8,
+                                       learning_rates=[0.001], validation=16)
+    return config
+
+
 # Pipeline params small enough for a test, and a scratch project that uses them.
-TINY = {
-    "seed": 3,
-    "train": {
-        "epochs": 2, "batch_size": 32, "learning_rate": 1e-3, "limit": None,
-        "validation": 64, "momentum": 0.9, "epsilon": 1e-3, "dropout": 0.5,
-    },
-    "evaluate": {"batch_size": 50},
-    "compare": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "validation": 64,
-                "limit": 40},
-    "report": {"backends": [keras.backend.backend()], "inference_batch": 50},
-}
+TINY = tiny_params()
 
 
 @pytest.fixture

@@ -13,17 +13,18 @@ import yaml
 from fake_mnist import fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["bnk", "pipeline", "notebooks", "dvc.yaml", "params.yaml", ".dvc/config",
-                 ".dvc/.gitignore", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["bnk", "pipeline", "notebooks", "dvc.yaml", "params.yaml",
+                 ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
 
 
 def scratch_project(root, configure):
     """A committed git repository at `root` holding a copy of the project, a local
     made-up MNIST and params.yaml edited by `configure(config)` to tiny sizes."""
+    caches = shutil.ignore_patterns("__pycache__")
     for name in PROJECT_FILES:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, root / name, ignore=caches)
         elif source.exists():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, root / name)
@@ -52,7 +53,8 @@ def dvc(*arguments):
 
 
 def run(command, cwd, backend, check=True):
-    """`command` in `cwd` under `backend`, with this interpreter as the stages' python."""
+    """`command` in `cwd` under `backend`, with this interpreter as the stages'
+    python."""
     env = {
         **os.environ,
         "KERAS_BACKEND": backend,

@@ -1,4 +1,4 @@
-"""Made-up MNIST that passes the fetch stage's checks, for tests that must not download."""
+"""Made-up MNIST passing the fetch stage's checks, for tests that must not download."""
 
 import numpy as np
 

@@ -15,7 +15,9 @@ def test_large_mean_gives_unit_standard_deviation(rng):
     y = to_numpy(layer(x, training=True))
     assert np.all(np.isfinite(y))
     np.testing.assert_allclose(y.std(axis=0), 1.0, atol=1e-3)
-    np.testing.assert_allclose(to_numpy(layer.moving_variance), x.astype("float64").var(axis=0), rtol=1e-3)
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_variance), x.astype("float64").var(axis=0), rtol=1e-3
+    )
 
 
 def test_batch_of_one_is_finite(rng):
@@ -44,7 +46,9 @@ def test_large_low_precision_inputs(rng, dtype):
     y = to_numpy(layer(x, training=True))
     assert np.all(np.isfinite(y))
     np.testing.assert_allclose(y.std(axis=0), 1.0, atol=1e-3)
-    np.testing.assert_allclose(to_numpy(layer.moving_mean), exact.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_mean), exact.mean(axis=0), rtol=1e-6
+    )
 
 
 def test_all_masked_input_keeps_moving_statistics(rng):
@@ -67,7 +71,9 @@ def test_masked_entries_are_left_out_of_statistics(rng):
     layer = bnk.BatchNorm(momentum=0.0)
     y = to_numpy(layer(x_masked, training=True, mask=mask))
     valid = x[:, :4].reshape(-1, 3)
-    np.testing.assert_allclose(to_numpy(layer.moving_mean), valid.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_mean), valid.mean(axis=0), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(y[:, :4].reshape(-1, 3).std(axis=0), 1.0, atol=1e-2)
 
 
@@ -78,11 +84,17 @@ def test_mixed_precision(rng, policy):
     x = (rng.normal(0.0, 50.0, (128, 4)) + 2e3).astype("float32")
     y = layer(x, training=True)
     assert keras.backend.standardize_dtype(y.dtype) == policy.split("_")[1]
-    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights)
+    assert all(
+        keras.backend.standardize_dtype(w.dtype) == "float32" for w in layer.weights
+    )
     # The statistics come from the low-precision input, accumulated in float32.
     x_low = to_numpy(keras.ops.cast(x, policy.split("_")[1])).astype("float64")
-    np.testing.assert_allclose(to_numpy(layer.moving_variance), x_low.var(axis=0), rtol=1e-4)
-    np.testing.assert_allclose(to_numpy(y).astype("float64").std(axis=0), 1.0, atol=2e-2)
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_variance), x_low.var(axis=0), rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        to_numpy(y).astype("float64").std(axis=0), 1.0, atol=2e-2
+    )
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
@@ -101,5 +113,9 @@ def test_statistics_of_a_large_batch_keep_float32_precision(rng, masked):
     layer = bnk.BatchNorm(momentum=0.0)
     layer(x, training=True, mask=mask if masked else None)
     kept = x[mask].astype("float64")
-    np.testing.assert_allclose(to_numpy(layer.moving_mean), kept.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(to_numpy(layer.moving_variance), kept.var(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_mean), kept.mean(axis=0), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_variance), kept.var(axis=0), rtol=1e-6
+    )

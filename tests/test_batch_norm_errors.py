@@ -19,21 +19,28 @@ def test_bad_epsilon(epsilon):
 
 
 def test_axis_out_of_range():
-    with pytest.raises(ValueError, match="`axis`=3 is out of range for inputs of rank 2"):
+    with pytest.raises(
+        ValueError, match="`axis`=3 is out of range for inputs of rank 2"
+    ):
         bnk.BatchNorm(axis=3)(np.ones((4, 3), "float32"))
 
 
 def test_channel_size_differs_from_build():
     layer = bnk.BatchNorm()
     layer(np.ones((4, 3), "float32"))
-    with pytest.raises(ValueError, match="Input size 5 along axis -1 differs from the 3"):
+    with pytest.raises(
+        ValueError, match="Input size 5 along axis -1 differs from the 3"
+    ):
         layer(np.ones((4, 5), "float32"))
 
 
 def test_mask_of_wrong_rank():
     layer = bnk.BatchNorm()
-    with pytest.raises(ValueError, match=r"mask must have rank 2.*mask shape \(4, 6, 3\)"):
-        layer(np.ones((4, 6, 3), "float32"), training=True, mask=np.ones((4, 6, 3), bool))
+    x = np.ones((4, 6, 3), "float32")
+    with pytest.raises(
+        ValueError, match=r"mask must have rank 2.*mask shape \(4, 6, 3\)"
+    ):
+        layer(x, training=True, mask=np.ones((4, 6, 3), bool))
 
 
 def test_axis_that_is_not_an_integer():

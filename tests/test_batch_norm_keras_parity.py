@@ -43,7 +43,7 @@ def test_training_and_inference_outputs_and_moving_statistics(rng, layout):
             atol=TOL,
             rtol=TOL,
         )
-    for ours_w, theirs_w in zip(ours.get_weights(), theirs.get_weights()):
+    for ours_w, theirs_w in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_allclose(ours_w, theirs_w, atol=TOL, rtol=TOL)
     x = rng.normal(1.5, 2.0, shape).astype("float32")
     np.testing.assert_allclose(
@@ -66,7 +66,7 @@ def test_masked_training_matches_keras(rng):
         atol=TOL,
         rtol=TOL,
     )
-    for ours_w, theirs_w in zip(ours.get_weights(), theirs.get_weights()):
+    for ours_w, theirs_w in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_allclose(ours_w, theirs_w, atol=TOL, rtol=TOL)
 
 
@@ -98,7 +98,8 @@ def test_weights_after_one_optimizer_step(rng, layout):
     for model in (model_ours, model_theirs):
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
         model.train_on_batch(x, y)
-    for w_ours, w_theirs in zip(model_ours.get_weights(), model_theirs.get_weights()):
+    weights = zip(model_ours.get_weights(), model_theirs.get_weights(), strict=True)
+    for w_ours, w_theirs in weights:
         np.testing.assert_allclose(w_ours, w_theirs, atol=TOL, rtol=TOL)
     # The step moved gamma, so the comparison is not of untouched weights.
     assert np.abs(ours.get_weights()[0] - gamma_before).max() > 1e-4

@@ -7,7 +7,11 @@ from numpy_reference import batch_norm_infer, batch_norm_train
 
 import bnk
 
-SHAPES = {"2d": ((32, 4), -1), "4d_last": ((6, 5, 5, 3), -1), "4d_first": ((6, 3, 5, 5), 1)}
+SHAPES = {
+    "2d": ((32, 4), -1),
+    "4d_last": ((6, 5, 5, 3), -1),
+    "4d_first": ((6, 3, 5, 5), 1),
+}
 
 
 @pytest.mark.parametrize("case", SHAPES)
@@ -27,12 +31,18 @@ def test_matches_algorithm_1_and_moving_averages(rng, case, unbiased):
     for _ in range(3):
         x = rng.normal(2.0, 3.0, shape).astype("float32")
         y, mu, sigma2 = batch_norm_train(x, gamma, beta, epsilon, axis)
-        np.testing.assert_allclose(to_numpy(layer(x, training=True)), y, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(
+            to_numpy(layer(x, training=True)), y, atol=1e-5, rtol=1e-5
+        )
         population = sigma2 * m / (m - 1) if unbiased else sigma2
         expected_mean = momentum * expected_mean + (1 - momentum) * mu
         expected_var = momentum * expected_var + (1 - momentum) * population
-    np.testing.assert_allclose(to_numpy(layer.moving_mean), expected_mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(to_numpy(layer.moving_variance), expected_var, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_mean), expected_mean, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_variance), expected_var, rtol=1e-5, atol=1e-6
+    )
     x = rng.normal(2.0, 3.0, shape).astype("float32")
     np.testing.assert_allclose(
         to_numpy(layer(x, training=False)),

@@ -1,4 +1,5 @@
-"""`ShuffledBatches`: the project's batch order, fresh every pass, equal on every backend."""
+"""`ShuffledBatches`: the project's batch order, fresh every pass, equal on every
+backend."""
 
 import itertools
 import json
@@ -35,10 +36,10 @@ def test_every_pass_is_a_new_permutation_of_the_data():
     assert [len(stream[b][0]) for b in range(3)] == [4, 4, 2]  # the remainder last
     # A pure function of (seed, batch): asking again, or out of order, changes nothing.
     np.testing.assert_array_equal(stream[5][0], stream[5][0])
-    np.testing.assert_array_equal(ShuffledBatches(np.arange(10), np.arange(10), 4, 0)[7][0],
-                                  stream[7][0])
-    assert not np.array_equal(ShuffledBatches(np.arange(10), np.arange(10), 4, 1)[0][0],
-                              stream[0][0])
+    same_seed = ShuffledBatches(np.arange(10), np.arange(10), 4, 0)
+    other_seed = ShuffledBatches(np.arange(10), np.arange(10), 4, 1)
+    np.testing.assert_array_equal(same_seed[7][0], stream[7][0])
+    assert not np.array_equal(other_seed[0][0], stream[0][0])
 
 
 def test_fit_sees_a_fresh_order_every_epoch():
@@ -86,7 +87,10 @@ def test_a_resumed_fit_continues_with_the_order_of_its_epoch(tmp_path):
     "arguments, message",
     [
         ((np.zeros(3), np.zeros(2), 1, 0), "x has 3 examples but y has 2"),
-        ((np.zeros(3), np.zeros(3), 0, 0), "batch_size must be a positive integer, got 0"),
+        (
+            (np.zeros(3), np.zeros(3), 0, 0),
+            "batch_size must be a positive integer, got 0",
+        ),
         ((np.zeros(0), np.zeros(0), 2, 0), "no examples"),
     ],
 )

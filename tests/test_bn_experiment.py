@@ -8,22 +8,25 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from conftest import tiny_params
+from stages import run_stage, stage_path
 
-from pipeline import bn_experiment, params
+from pipeline import params
+from pipeline.experiments import figure1, findings, runs
+from pipeline.stages import bn_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = {
-    "seed": 5,
-    "experiment": {
-        "mlp": {
-            "steps": 20, "eval_every": 10, "batch_size": 12, "learning_rate": 0.5,
-            "init_stddev": 0.1, "unit": 3, "limit": None,
-        },
-        "cnn": {
-            "steps": 4, "eval_every": 2, "batch_size": 8, "learning_rates": [0.001],
-            "validation": 16, "limit": None,
-        },
+TINY = tiny_params()
+TINY["seed"] = 5
+TINY["experiment"] = {
+    "mlp": {
+        "steps": 20, "eval_every": 10, "batch_size": 12, "learning_rate": 0.5,
+        "init_stddev": 0.1, "unit": 3, "limit": None,
+    },
+    "cnn": {
+        "steps": 4, "eval_every": 2, "batch_size": 8, "learning_rates": [0.001],
+        "validation": 16, "limit": None,
     },
 }
 
@@ -34,7 +37,7 @@ def synthetic_mnist(rng, train=240, test=50):
     def make(n):
         labels = rng.integers(0, 10, n)
         images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for image, label in zip(images, labels):
+        for image, label in zip(images, labels, strict=True):
             image[2 * label + 4: 2 * label + 6] = 255
         return images, labels.astype(np.uint8)
 
@@ -46,7 +49,8 @@ def synthetic_mnist(rng, train=240, test=50):
 def write_project(root, config=TINY, rng=None):
     (root / "params.yaml").write_text(yaml.safe_dump(config))
     (root / "data").mkdir(exist_ok=True)
-    np.savez(root / "data/mnist.npz", **synthetic_mnist(rng or np.random.default_rng(0)))
+    data = synthetic_mnist(rng or np.random.default_rng(0))
+    np.savez(root / "data/mnist.npz", **data)
     (root / "state").mkdir(exist_ok=True)
     (root / "state/backend.txt").write_text(keras.backend.backend() + "\n")
 
@@ -60,25 +64,31 @@ def stage_run(tmp_path_factory):
     os.chdir(root)
     try:
         keras.utils.set_random_seed(0)
-        bn_experiment.main([])
+        run_stage("bn_experiment")
     finally:
         os.chdir(cwd)
-    return root, json.loads((root / bn_experiment.METRICS_FILE).read_text())
+    results = root / stage_path("bn_experiment", "results")
+    metrics = root / stage_path("bn_experiment", "metrics")
+    return root, json.loads(results.read_text()), json.loads(metrics.read_text())
 
 
-def test_metrics_file_has_its_shape(stage_run):
-    _, metrics = stage_run
+def test_results_file_has_its_shape(stage_run):
+    _, metrics, _ = stage_run
     mlp, cnn = metrics["mlp"], metrics["cnn"]
     assert metrics["backend"] == keras.backend.backend()
     assert metrics["wall_seconds"] > 0
     assert metrics["params"] == {**TINY["experiment"], "seed": TINY["seed"]}
     assert mlp["steps"] == [0, 10, 20]
-    assert mlp["unit"] == 3 and mlp["training_images"] == 240 and mlp["test_images"] == 50
+    assert (
+        mlp["unit"] == 3 and mlp["training_images"] == 240 and mlp["test_images"] == 50
+    )
     for name in ("bn", "plain"):
         assert len(mlp[name]) == 3 and all(0 <= a <= 1 for a in mlp[name])
         assert len(mlp["loss"][name]) == 3
         assert set(mlp["percentiles"][name]) == {"15", "50", "85"}
-        low, mid, high = (np.array(mlp["percentiles"][name][q]) for q in ("15", "50", "85"))
+        low, mid, high = (
+            np.array(mlp["percentiles"][name][q]) for q in ("15", "50", "85")
+        )
         assert low.shape == (3,) and np.all(low <= mid) and np.all(mid <= high)
         assert mlp["wall_seconds"][name] > 0
     assert len(mlp["bn_gamma"]) == len(mlp["bn_beta"]) == 3
@@ -103,10 +113,38 @@ def test_metrics_file_has_its_shape(stage_run):
         assert all(loss > 0 for loss in run["val_loss"])
 
 
+def test_metrics_file_holds_the_headline_only(stage_run):
+    _, results, headline = stage_run
+    mlp, (bn, plain) = results["mlp"], results["cnn"]["runs"]
+    assert headline == {
+        "figure1_bn": mlp["bn"][-1],
+        "figure1_plain": mlp["plain"][-1],
+        "cnn_bn_best": bn["val_accuracy"][-1],
+        "cnn_plain_best": plain["val_accuracy"][-1],
+    }
+
+
+def test_headline_takes_the_best_finite_rate():
+    mlp = {"bn": [0.5, 0.9], "plain": [0.4, 0.8]}
+    cnn = {"runs": [
+        {"batch_norm": True, "val_accuracy": [0.1, 0.7]},
+        {"batch_norm": False, "val_accuracy": [0.2, None]},
+        {"batch_norm": True, "val_accuracy": [0.3, 0.95]},
+        {"batch_norm": False, "val_accuracy": [0.1, 0.6]},
+    ]}
+    assert bn_experiment.headline(mlp, cnn) == {
+        "figure1_bn": 0.9, "figure1_plain": 0.8, "cnn_bn_best": 0.95,
+        "cnn_plain_best": 0.6,
+    }
+
+
 def test_mlp_variants_are_figure_1s_network():
-    with_bn = bn_experiment.build_mlp(True, 0.1, seed=7)
-    plain = bn_experiment.build_mlp(False, 0.1, seed=7)
-    kinds = lambda model: [type(layer).__name__ for layer in model.layers[1:]]
+    with_bn = figure1.build_mlp(True, 0.1, seed=7)
+    plain = figure1.build_mlp(False, 0.1, seed=7)
+
+    def kinds(model):
+        return [type(layer).__name__ for layer in model.layers[1:]]
+
     assert kinds(with_bn) == ["Dense", "BatchNorm", "Activation"] * 3 + ["Dense"]
     assert kinds(plain) == ["Dense", "Activation"] * 3 + ["Dense"]
     for i in (1, 2, 3):
@@ -116,7 +154,9 @@ def test_mlp_variants_are_figure_1s_network():
         assert with_bn.get_layer(f"sigmoid{i}").get_config()["activation"] == "sigmoid"
         # Both variants start from the same Gaussian kernels.
         kernel = with_bn.get_layer(f"dense{i}").kernel.numpy()
-        np.testing.assert_array_equal(kernel, plain.get_layer(f"dense{i}").kernel.numpy())
+        np.testing.assert_array_equal(
+            kernel, plain.get_layer(f"dense{i}").kernel.numpy()
+        )
         assert abs(kernel.std() - 0.1) < 0.01 and abs(kernel.mean()) < 0.01
     assert with_bn.output.shape == (None, 10)
 
@@ -126,7 +166,8 @@ def sigmoid(x):
 
 
 def last_sigmoid_input(model, x, batch_norm):
-    """The last hidden layer's pre-sigmoid values, by hand from the weights (inference)."""
+    """The last hidden layer's pre-sigmoid values, by hand from the weights
+    (inference)."""
     h = x
     for i in (1, 2, 3):
         dense = model.get_layer(f"dense{i}")
@@ -147,21 +188,26 @@ def test_percentiles_are_of_the_last_sigmoids_input(batch_norm, rng):
     x = data["x_train"].reshape(-1, 784).astype("float32") / 255
     x_test = data["x_test"].reshape(-1, 784).astype("float32") / 255
     y, y_test = data["y_train"].astype("int32"), data["y_test"].astype("int32")
-    config = {**TINY["experiment"]["mlp"], "unit": 7}
-    model, recorder, _ = bn_experiment.train_mlp(batch_norm, config, 3, x, y, x_test, y_test)
+    config = params.Mlp(**{**TINY["experiment"]["mlp"], "unit": 7})
+    model, recorder, _ = figure1.train_mlp(
+        batch_norm, config, 3, (x, y), (x_test, y_test)
+    )
     assert recorder.steps == [0, 10, 20]
     # Training ran: the kernels moved away from their seeded start.
-    start = bn_experiment.build_mlp(batch_norm, 0.1, 3)
+    start = figure1.build_mlp(batch_norm, 0.1, 3)
     assert not np.allclose(start.get_layer("dense3").kernel.numpy(),
                            keras.ops.convert_to_numpy(model.get_layer("dense3").kernel))
     # The last record is the final model's state.
     z = last_sigmoid_input(model, x_test, batch_norm)
     for q in ("15", "50", "85"):
         expected = np.percentile(z[:, 7], float(q))
-        np.testing.assert_allclose(recorder.percentiles[q][-1], expected, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            recorder.percentiles[q][-1], expected, rtol=1e-4, atol=1e-5
+        )
     if batch_norm:
         gamma, beta = model.get_layer("bn3").get_weights()[:2]
-        assert (recorder.gamma[-1], recorder.beta[-1]) == pytest.approx((gamma[7], beta[7]))
+        recorded = (recorder.gamma[-1], recorder.beta[-1])
+        assert recorded == pytest.approx((gamma[7], beta[7]))
     else:
         assert recorder.gamma == recorder.beta == []
     logits = sigmoid(z) @ keras.ops.convert_to_numpy(model.get_layer("logits").kernel)
@@ -170,9 +216,9 @@ def test_percentiles_are_of_the_last_sigmoids_input(batch_norm, rng):
 
 
 def test_committed_params_are_valid():
-    config = bn_experiment.load_params(ROOT / "params.yaml")
-    assert config["mlp"]["batch_size"] == 60 and config["mlp"]["steps"] == 50_000
-    assert 0.0005 in config["cnn"]["learning_rates"]
+    config = params.load(ROOT / "params.yaml").experiment
+    assert config.mlp.batch_size == 60 and config.mlp.steps == 50_000
+    assert 0.0005 in config.cnn.learning_rates
 
 
 @pytest.mark.parametrize(
@@ -180,11 +226,15 @@ def test_committed_params_are_valid():
     [
         ("mlp", "steps", 25, "`experiment.mlp.steps`=25 must be a multiple of"),
         ("mlp", "unit", 100, r"`experiment.mlp.unit` must be an integer in \[0, 100\)"),
-        ("mlp", "learning_rate", 0, "`experiment.mlp.learning_rate` must be a positive number"),
+        ("mlp", "learning_rate", 0,
+         "`experiment.mlp.learning_rate` must be a positive number"),
         ("mlp", "stpes", 3, "unknown key `experiment.mlp.stpes`"),
-        ("cnn", "learning_rates", [], "`experiment.cnn.learning_rates` must be a non-empty list"),
-        ("cnn", "learning_rates", [0.1, -1], r"`experiment.cnn.learning_rates\[1\]` must be a pos"),
-        ("cnn", "limit", 60_000, "`experiment.cnn.limit`=60000 is larger than the 59984"),
+        ("cnn", "learning_rates", [],
+         "`experiment.cnn.learning_rates` must be a non-empty list"),
+        ("cnn", "learning_rates", [0.1, -1],
+         r"`experiment.cnn.learning_rates\[1\]` must be a pos"),
+        ("cnn", "limit", 60_000,
+         "`experiment.cnn.limit`=60000 is larger than the 59984"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, part, key, value, message):
@@ -192,7 +242,7 @@ def test_bad_params_name_the_key(tmp_path, part, key, value, message):
     config["experiment"][part][key] = value
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(params.ParamsError, match=message):
-        bn_experiment.load_params(tmp_path / "params.yaml")
+        params.load(tmp_path / "params.yaml")
 
 
 def test_too_few_images_for_one_block_fails_clearly(tmp_path, monkeypatch):
@@ -200,37 +250,39 @@ def test_too_few_images_for_one_block_fails_clearly(tmp_path, monkeypatch):
     config["experiment"]["mlp"]["batch_size"] = 30  # 30 * 10 > 240 images
     write_project(tmp_path, config)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match="240 training images are fewer than one block"):
-        bn_experiment.main([])
-    assert not (tmp_path / bn_experiment.METRICS_FILE).exists()
+    with pytest.raises(
+        SystemExit, match="240 training images are fewer than one block"
+    ):
+        run_stage("bn_experiment")
+    assert not stage_path("bn_experiment", "results").exists()
+    assert not stage_path("bn_experiment", "metrics").exists()
 
 
-def test_report_needs_the_metrics(tmp_path, monkeypatch):
+def test_report_needs_the_results(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match="metrics/bn_experiment.json is missing"):
-        bn_experiment.main(["report"])
+    results = stage_path("bn_experiment_report", "results")
+    with pytest.raises(SystemExit, match=f"{results} is missing"):
+        run_stage("bn_experiment_report")
 
 
-def test_notebook_executes_on_tiny_metrics(stage_run, monkeypatch):
-    root, metrics = stage_run
+def test_notebook_executes_on_tiny_results(stage_run, monkeypatch):
+    root, results, _ = stage_run
     monkeypatch.chdir(root)
     # render() sets these for its kernel; monkeypatch puts them back afterwards.
     monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
-    (root / "notebooks").mkdir(exist_ok=True)
-    (root / "notebooks/bn_experiment.ipynb").write_bytes(
-        (ROOT / bn_experiment.NOTEBOOK).read_bytes()
-    )
-    bn_experiment.main(["report"])
-    executed = json.loads((root / "reports/bn_experiment.ipynb").read_text())
+    run_stage("bn_experiment_report", notebook=ROOT / "notebooks/bn_experiment.ipynb")
+    report = stage_path("bn_experiment_report", "output")
+    executed = json.loads(report.with_suffix(".ipynb").read_text())
     outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # Figure 1 (a, b, c) and the CNN comparison
-    html = (root / "reports/bn_experiment.html").read_text()
+    html = report.with_suffix(".html").read_text()
     assert "Figure 1a." in html and "The CNN." in html
     # The reading quotes the measured numbers.
-    bn, plain = metrics["mlp"]["bn"][-1], metrics["mlp"]["plain"][-1]
+    bn, plain = results["mlp"]["bn"][-1], results["mlp"]["plain"][-1]
     assert f"at step 20: {100 * bn:.2f}% vs {100 * plain:.2f}%" in html
     assert f"Backend <strong>{keras.backend.backend()}</strong>" in html
 
@@ -238,10 +290,36 @@ def test_notebook_executes_on_tiny_metrics(stage_run, monkeypatch):
 def test_figure_1_batches_are_not_periodic():
     """Every pass over the data is a new shuffle: no sawtooth of period one pass."""
     x, y = np.arange(600)[:, None], np.arange(600)
-    config = {"batch_size": 60}
-    batches = bn_experiment.training_batches(x, y, config, seed=0)
+    batches = runs.training_batches(x, y, batch_size=60, seed=0)
     per_pass = batches.batches_per_pass
     first, second = ([batches[b][1] for b in range(p * per_pass, (p + 1) * per_pass)]
                      for p in range(2))
-    assert sorted(np.concatenate(first)) == sorted(np.concatenate(second)) == list(range(600))
-    assert all(not np.array_equal(a, b) for a, b in zip(first, second))
+    everything = list(range(600))
+    assert sorted(np.concatenate(first)) == sorted(np.concatenate(second)) == everything
+    assert all(not np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_the_findings_read_the_stages_results_with_their_numbers(stage_run):
+    _, details, _ = stage_run
+    figure1 = findings.figure1_findings(details)
+    cnn = findings.cnn_findings(details)
+    for line in figure1 + cnn:
+        assert isinstance(line, str) and line.strip()
+    assert figure1[0].startswith("**Figure 1a.**")
+    mlp = details["mlp"]
+    bn, plain = findings.percent(mlp["bn"][-1]), findings.percent(mlp["plain"][-1])
+    assert f"at step {mlp['steps'][-1]:,}: {bn} vs {plain}." in figure1[0]
+    final = details["final"]
+    assert findings.percent(final["mlp_bn_test_accuracy"]) in figure1[0]
+    assert findings.percent(final["mlp_plain_test_accuracy"]) in figure1[0]
+    assert cnn[0] == "**The CNN.**"
+    rates = details["params"]["cnn"]["learning_rates"]
+    for rate in rates:
+        prefix = f"- Learning rate {rate:g}:"
+        line = next(line for line in cnn if line.startswith(prefix))
+        for run in details["cnn"]["runs"]:
+            if run["learning_rate"] == rate:
+                assert findings.percent(run["val_accuracy"][-1]) in line
+    assert cnn[-1].startswith("Caveats:")
+    assert f"{details['cnn']['validation_images']:,} validation images" in cnn[-1]
+    assert f"{mlp['test_images']:,} test images" in cnn[-1]

@@ -38,7 +38,9 @@ def test_parameter_counts_and_output_shape(rng, normalization, total, non_traina
     assert norms == ([] if normalization is None else [normalization] * 2)
 
 
-@pytest.mark.parametrize("normalization", NORMALIZATIONS.values(), ids=list(NORMALIZATIONS))
+@pytest.mark.parametrize(
+    "normalization", NORMALIZATIONS.values(), ids=list(NORMALIZATIONS)
+)
 def test_layers_in_call_order(normalization):
     names = [
         layer.name
@@ -96,7 +98,9 @@ def test_a_few_fit_steps_reduce_the_loss(rng):
     assert np.abs(to_numpy(bn.moving_mean)).max() > 0  # fit ran in training mode
 
 
-@pytest.mark.parametrize("normalization", NORMALIZATIONS.values(), ids=list(NORMALIZATIONS))
+@pytest.mark.parametrize(
+    "normalization", NORMALIZATIONS.values(), ids=list(NORMALIZATIONS)
+)
 def test_config_round_trips(normalization):
     model = bnk.CNN(normalization=normalization, dropout=0.3, momentum=0.8)
     clone = bnk.CNN.from_config(model.get_config())

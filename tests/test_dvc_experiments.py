@@ -7,6 +7,9 @@ import json
 import keras
 from conftest import in_one_suite_run
 from dvc_project import dvc, run, scratch_project
+from stages import stage_path
+
+from pipeline.stages import train
 
 
 @in_one_suite_run("jax")
@@ -24,9 +27,9 @@ def test_experiment_run_with_a_changed_param_is_shown_with_its_metrics(tmp_path)
     data = experiment["data"]
     assert experiment["name"]
     assert data["params"]["params.yaml"]["data"]["train"]["epochs"] == 1
-    trained = data["metrics"]["metrics/train.json"]["data"]
-    assert trained["epochs"] == 1 and trained["backend"] == keras.backend.backend()
-    evaluated = data["metrics"]["metrics/eval.json"]["data"]
-    assert evaluated["test_images"] == 10_000 and 0 <= evaluated["accuracy"] <= 1
+    trained = data["metrics"][str(stage_path("train", "metrics"))]["data"]
+    assert set(trained) == set(train.HEADLINE) and 0 <= trained["val_accuracy"] <= 1
+    evaluated = data["metrics"][str(stage_path("evaluate", "metrics"))]["data"]
+    assert set(evaluated) == {"accuracy", "loss"} and 0 <= evaluated["accuracy"] <= 1
     # The baseline commit still holds the committed params.
     assert baseline["data"]["params"]["params.yaml"]["data"]["train"]["epochs"] == 2

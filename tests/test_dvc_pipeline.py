@@ -18,6 +18,7 @@ import pytest
 import yaml
 from conftest import BACKENDS, in_one_suite_run
 from dvc_project import dvc, run, scratch_project
+from stages import stage_path
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def project(tmp_path_factory):
 
 
 def trained_on(project):
-    return json.loads((project / "metrics/train.json").read_text())["backend"]
+    return json.loads((project / stage_path("train", "run")).read_text())["backend"]
 
 
 def test_backend_switch_reruns_and_switching_back_restores(project):
@@ -44,12 +45,14 @@ def test_backend_switch_reruns_and_switching_back_restores(project):
 
     run(repro, project, first)
     assert trained_on(project) == first
-    evaluated = json.loads((project / "metrics/eval.json").read_text())
+    evaluated = json.loads((project / stage_path("evaluate", "run")).read_text())
     assert evaluated["backend"] == first and evaluated["test_images"] == 10_000
     assert run(repro, project, first).stdout.count("Running stage 'train'") == 0
 
     switched = run(repro, project, second).stdout
-    assert "Running stage 'train'" in switched and "Running stage 'fetch'" not in switched
+    assert (
+        "Running stage 'train'" in switched and "Running stage 'fetch'" not in switched
+    )
     assert trained_on(project) == second
 
     back = run(repro, project, first).stdout
@@ -61,14 +64,18 @@ def test_backend_switch_reruns_and_switching_back_restores(project):
 def test_whole_pipeline_renders_the_report(project):
     backend = keras.backend.backend()
     run(dvc("repro"), project, backend)
-    assert (project / f"reports/{backend}.html").stat().st_size > 0
-    assert (project / "reports/bn_experiment.html").stat().st_size > 0
-    assert json.loads((project / f"metrics/compare/{backend}.json").read_text())["steps"] == 3
-    index = (project / "reports/index.html").read_text()
+    report = project / stage_path("report", "output")
+    assert report.with_suffix(".html").stat().st_size > 0
+    experiment = project / stage_path("bn_experiment_report", "output")
+    assert experiment.with_suffix(".html").stat().st_size > 0
+    compared = json.loads((project / stage_path("compare", "output")).read_text())
+    assert compared["steps"] == 3
+    index = (project / stage_path("index", "output")).with_suffix(".html").read_text()
     assert "<title>bnk: results on every backend</title>" in index
     assert f'href="{backend}.html"' in index and 'href="bn_experiment.html"' in index
     # Everything is up to date but the stage that by design always runs.
-    assert set(json.loads(run(dvc("status", "--json"), project, backend).stdout)) <= {"backend"}
+    status = run(dvc("status", "--json"), project, backend).stdout
+    assert set(json.loads(status)) <= {"backend"}
 
 
 def test_unknown_backend_fails_at_once_naming_it(project):
@@ -83,11 +90,14 @@ def test_failed_stages_keep_their_outputs_and_a_fixed_rerun_recovers(project):
     brings the pipeline back to up to date without --force. Runs after the whole
     pipeline has run (the test above), so every output exists."""
     backend = keras.backend.backend()
+    report = stage_path("report", "output")
     outputs = [
-        "data/mnist.npz", "data/provenance.json", "state/checked.json",
-        "models/cnn.keras", "metrics/train.json", "metrics/train_history.csv",
-        "models/test_probabilities.npy", "metrics/eval.json",
-        "metrics/test_predictions.csv", f"reports/{backend}.ipynb", f"reports/{backend}.html",
+        *(stage_path("fetch", name) for name in ("mnist", "provenance")),
+        stage_path("check", "output"),
+        *(stage_path("train", name) for name in TRAIN_OUTPUTS),
+        *(stage_path("evaluate", name)
+          for name in ("probabilities", "predictions", "metrics", "run")),
+        report.with_suffix(".ipynb"), report.with_suffix(".html"),
     ]
     before = {name: (project / name).read_bytes() for name in outputs}
     committed = {name: (project / name).read_bytes()
@@ -110,8 +120,11 @@ def test_failed_stages_keep_their_outputs_and_a_fixed_rerun_recovers(project):
     for change, message in breakages:
         set_params(change)
         result = run(dvc("repro"), project, backend, check=False)
-        assert result.returncode != 0 and message in result.stdout + result.stderr, message
-        assert {name: (project / name).read_bytes() for name in outputs} == before, message
+        assert (
+            result.returncode != 0 and message in result.stdout + result.stderr
+        ), message
+        after = {name: (project / name).read_bytes() for name in outputs}
+        assert after == before, message
     (project / "params.yaml").write_bytes(committed["params.yaml"])
 
     notebook = json.loads(committed["notebooks/results.ipynb"])
@@ -121,22 +134,25 @@ def test_failed_stages_keep_their_outputs_and_a_fixed_rerun_recovers(project):
     (project / "notebooks/results.ipynb").write_text(json.dumps(notebook))
     result = run(dvc("repro"), project, backend, check=False)
     assert result.returncode != 0 and "ValueError: broken cell" in result.stderr
-    assert "broken cell" in (project / f"reports/{backend}.failed.ipynb").read_text()
+    assert "broken cell" in (project / report.with_suffix(".failed.ipynb")).read_text()
     assert {name: (project / name).read_bytes() for name in outputs} == before
-    (project / "notebooks/results.ipynb").write_bytes(committed["notebooks/results.ipynb"])
+    (project / "notebooks/results.ipynb").write_bytes(
+        committed["notebooks/results.ipynb"]
+    )
 
     recovered = run(dvc("repro"), project, backend).stdout
     assert "Running stage 'train'" not in recovered
     assert {name: (project / name).read_bytes() for name in outputs} == before
-    assert set(json.loads(run(dvc("status", "--json"), project, backend).stdout)) <= {"backend"}
+    status = run(dvc("status", "--json"), project, backend).stdout
+    assert set(json.loads(status)) <= {"backend"}
 
 
 def interrupt_training(project, tmp_path, shell, interrupt):
-    """Start `dvc repro` of `train` alone with a training too long to finish, `interrupt`
-    the DVC process or the trainer once the trainer holds its checkpoint lock (it is
-    fitting: DVC has deleted the outputs), and wait for every process DVC started to
-    end. Returns DVC's exit status and output. params.yaml is put back afterwards: the
-    'fix' that lets the stage go back to up to date."""
+    """Start `dvc repro` of `train` alone with a training too long to finish,
+    `interrupt` the DVC process or the trainer once the trainer holds its checkpoint
+    lock (it is fitting: DVC has deleted the outputs), and wait for every process DVC
+    started to end. Returns DVC's exit status and output. params.yaml is put back
+    afterwards: the 'fix' that lets the stage go back to up to date."""
     committed = (project / "params.yaml").read_bytes()
     config = yaml.safe_load(committed)
     config["train"]["epochs"] = 1000
@@ -153,8 +169,13 @@ def interrupt_training(project, tmp_path, shell, interrupt):
         while time.monotonic() < deadline and repro.poll() is None:
             with contextlib.suppress(psutil.NoSuchProcess):  # a short-lived child
                 started = psutil.Process(repro.pid).children(recursive=True)
-                trainer = next((p for p in started if "pipeline.train" in p.cmdline()), None)
-                if trainer and any(Path(f.path).name == "lock" for f in trainer.open_files()):
+                trainer = next(
+                    (p for p in started if "pipeline.stages.train" in p.cmdline()),
+                    None,
+                )
+                if trainer and any(
+                    Path(f.path).name == "lock" for f in trainer.open_files()
+                ):
                     break
             time.sleep(0.2)
         else:
@@ -173,20 +194,27 @@ def interrupt_training(project, tmp_path, shell, interrupt):
     return repro.returncode, log.read_text()
 
 
-TRAIN_OUTPUTS = ["models/cnn.keras", "metrics/train.json", "metrics/train_history.csv"]
+TRAIN_OUTPUTS = ("model", "metrics", "history", "run")
+
+
+def train_outputs(project):
+    return {name: (project / stage_path("train", name)).read_bytes()
+            for name in TRAIN_OUTPUTS}
 
 
 @in_one_suite_run("jax")
 def test_a_trainer_killed_mid_training_puts_back_its_outputs(project, tmp_path):
     """DVC deletes train's outputs before running it; SIGTERM in the middle of fitting
     fails the stage with one line and leaves the outputs as dvc.lock records them."""
-    before = {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
-    status, output = interrupt_training(project, tmp_path, os.environ.get("SHELL", "/bin/sh"),
-                                        lambda repro, trainer: trainer.terminate())
+    before = train_outputs(project)
+    shell = os.environ.get("SHELL", "/bin/sh")
+    status, output = interrupt_training(
+        project, tmp_path, shell, lambda repro, trainer: trainer.terminate()
+    )
     assert status != 0 and "stopped by SIGTERM" in output, output
-    assert "train: put back metrics/train.json, metrics/train_history.csv, models/cnn.keras" \
-        in output
-    assert {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS} == before
+    put_back = sorted(str(stage_path("train", name)) for name in TRAIN_OUTPUTS)
+    assert f"train: put back {', '.join(put_back)}" in output
+    assert train_outputs(project) == before
     assert "train" not in json.loads(run(dvc("status", "--json"), project,
                                          keras.backend.backend()).stdout)
 
@@ -204,9 +232,9 @@ def test_kill_9_of_dvc_repro_takes_the_trainer_with_it(project, tmp_path, shell)
     its outputs and ends, and the next `dvc repro` finds train up to date."""
     if not Path(shell).exists():
         pytest.skip(f"no {shell}")
-    before = {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
+    before = train_outputs(project)
     interrupt_training(project, tmp_path, shell, lambda repro, trainer: repro.kill())
-    assert {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS} == before
+    assert train_outputs(project) == before
     again = run(dvc("repro", "train"), project, keras.backend.backend()).stdout
     assert "Running stage 'train'" not in again
-    assert {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS} == before
+    assert train_outputs(project) == before

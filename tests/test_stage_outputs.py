@@ -17,7 +17,10 @@ import yaml
 from pipeline.outputs import keeps_outputs, restore_missing_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUTS = {"models/cnn.keras": b"model bytes", "metrics/train.json": b'{"accuracy": 1}\n'}
+OUTPUTS = {
+    "models/cnn.keras": b"model bytes",
+    "metrics/train.json": b'{"accuracy": 1}\n',
+}
 
 
 def md5(content):
@@ -30,10 +33,16 @@ def repo(tmp_path, monkeypatch):
     OUTPUTS in its cache where DVC 3 keeps them; the workspace holds none of them."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".dvc").mkdir()
-    (tmp_path / ".dvc/config").write_text("[core]\n    no_scm = true\n")  # dvc init --no-scm
-    lock = {"schema": "2.0", "stages": {"train": {"cmd": "python -m pipeline.train", "outs": [
+    # dvc init --no-scm
+    (tmp_path / ".dvc/config").write_text("[core]\n    no_scm = true\n")
+    outs = [
         {"path": path, "hash": "md5", "md5": md5(content), "size": len(content)}
-        for path, content in OUTPUTS.items()]}}}
+        for path, content in OUTPUTS.items()
+    ]
+    lock = {
+        "schema": "2.0",
+        "stages": {"train": {"cmd": "python -m pipeline.train", "outs": outs}},
+    }
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     for content in OUTPUTS.values():
         cached = tmp_path / ".dvc/cache/files/md5" / md5(content)[:2] / md5(content)[2:]
@@ -66,8 +75,12 @@ def test_git_head_stands_in_for_a_missing_or_damaged_cache(repo):
     subprocess.run([*git, "commit", "-qm", "metrics"], check=True)
     (repo / "metrics/train.json").unlink()
     for content in OUTPUTS.values():
-        (repo / ".dvc/cache/files/md5" / md5(content)[:2] / md5(content)[2:]).write_bytes(b"rot")
-    assert restore_missing_outputs("train") == (["metrics/train.json"], ["models/cnn.keras"])
+        cached = repo / ".dvc/cache/files/md5" / md5(content)[:2] / md5(content)[2:]
+        cached.write_bytes(b"rot")
+    assert restore_missing_outputs("train") == (
+        ["metrics/train.json"],
+        ["models/cnn.keras"],
+    )
     assert (repo / "metrics/train.json").read_bytes() == OUTPUTS["metrics/train.json"]
     assert not (repo / "models/cnn.keras").exists()
 
@@ -85,7 +98,10 @@ def test_a_failing_stage_puts_back_its_outputs_and_still_fails(repo, capsys):
     with pytest.raises(RuntimeError, match="crash inside the stage"):
         crashes()
     assert {path: (repo / path).read_bytes() for path in OUTPUTS} == OUTPUTS
-    assert "train: put back models/cnn.keras, metrics/train.json" in capsys.readouterr().err
+    assert (
+        "train: put back models/cnn.keras, metrics/train.json"
+        in capsys.readouterr().err
+    )
 
     (repo / "models/cnn.keras").unlink()
     with pytest.raises(SystemExit, match="`train.epochs` must be a positive integer"):
@@ -114,7 +130,9 @@ time.sleep(60)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's"
+)
 @pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
 def test_a_stage_dies_with_the_dvc_that_runs_it(tmp_path, shell):
     """Run as DVC runs a command (`$SHELL -c CMD`, DVC_STAGE set), then kill -9 the

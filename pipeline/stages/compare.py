@@ -11,7 +11,7 @@ first step.
 """
 
 import time
-from pathlib import Path
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -22,24 +22,25 @@ from bnk.functional import moments
 from pipeline import dataset, params
 from pipeline.atomic import write_json
 from pipeline.batches import ShuffledBatches
+from pipeline.cli import stage_paths
 from pipeline.environment import describe
 from pipeline.errors import one_line_errors
-from pipeline.evaluate import evaluate
+from pipeline.models import compile_classifier, evaluate_classifier
 from pipeline.outputs import stops_with_parent
 
-SCHEMA = {
-    "epochs": params.positive_int,
-    "batch_size": params.positive_int,
-    "learning_rate": params.positive_float,
-    "validation": params.positive_int,
-    "limit": params.optional_positive_int,
-}
-OUTPUT_DIR = Path("metrics/compare")
 # Weights small enough to record after the first step (every one but three kernels).
 RECORDED_SIZE = 2048
 
 
-def initial_weights(model, seed):
+def initial_cnn(seed: int) -> bnk.CNN:
+    """bnk.CNN without dropout, at its initial weights drawn from `seed`."""
+    model = bnk.CNN(dropout=0.0)
+    model.build((None, 28, 28, 1))
+    model.set_weights(initial_weights(model, seed))
+    return model
+
+
+def initial_weights(model: bnk.CNN, seed: int) -> list[np.ndarray]:
     """bnk.CNN's initial weights (`INITIALIZERS`), its kernels drawn by NumPy.
 
     Keras's random initializers draw different numbers on each backend, so the
@@ -65,7 +66,7 @@ def initial_weights(model, seed):
     return weights
 
 
-def batch_mean_errors(model, images):
+def batch_mean_errors(model: bnk.CNN, images: np.ndarray) -> dict[str, float]:
     """Relative error, against float64, of the first BatchNorm's batch mean."""
     features = model.blocks[0][0](images)
     exact = keras.ops.convert_to_numpy(features).astype("float64").mean(axis=(0, 1, 2))
@@ -80,19 +81,16 @@ def batch_mean_errors(model, images):
     }
 
 
-def train(config, x, y):
+def train(
+    config: params.Compare, seed: int, batches: ShuffledBatches
+) -> tuple[bnk.CNN, list[float], float, dict[str, list[float]]]:
     """(model, per-step losses, seconds, the small weights after step 1)."""
-    model = bnk.CNN(dropout=0.0)
-    model.build((None, 28, 28, 1))
-    model.set_weights(initial_weights(model, config["seed"]))
-    model.compile(
-        optimizer=keras.optimizers.Adam(config["learning_rate"]),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    model = compile_classifier(
+        initial_cnn(seed), keras.optimizers.Adam(config.learning_rate)
     )
-    batches = ShuffledBatches(x, y, config["batch_size"], config["seed"])
-    steps = config["epochs"] * batches.batches_per_pass
+    steps = config.epochs * batches.batches_per_pass
     progress = keras.utils.Progbar(steps, unit_name="step", stateful_metrics=["loss"])
-    losses, after_first_step = [], None
+    losses, after_first_step = [], {}
     start = time.perf_counter()
     for step in range(steps):
         losses.append(float(model.train_on_batch(*batches[step])))
@@ -107,36 +105,41 @@ def train(config, x, y):
 
 
 @one_line_errors
-def main():
+def main(argv: Sequence[str] | None = None) -> None:
+    paths = stage_paths(__doc__, argv, "mnist", "output")
     stops_with_parent()
-    config = params.load("compare", SCHEMA)
-    x, y, _, _ = dataset.load_training(config["validation"], config["limit"])
-    x_test, y_test = dataset.load_test()
-    model, losses, seconds, after_first_step = train(config, x, y)
-    probe = ShuffledBatches(x, y, config["batch_size"], config["seed"])[0][0]
-    untrained = bnk.CNN(dropout=0.0)
-    untrained.build((None, 28, 28, 1))
-    untrained.set_weights(initial_weights(untrained, config["seed"]))
-    _, test = evaluate(model, x_test, y_test, batch_size=1000)
+    every = params.load()
+    config, seed = every.compare, every.seed
+    x, y, _, _ = dataset.training_split(paths.mnist, "compare", config)
+    x_test, y_test = dataset.load_test(paths.mnist)
+    batches = ShuffledBatches(x, y, config.batch_size, seed)
+    # Measured before training, on the first batch and the initial weights.
+    mean_errors = batch_mean_errors(initial_cnn(seed), batches[0][0])
+    model, losses, seconds, after_first_step = train(config, seed, batches)
+    _, test = evaluate_classifier(model, x_test, y_test, every.evaluate.batch_size)
+    backend = keras.backend.backend()
     write_json(
-        OUTPUT_DIR / f"{keras.backend.backend()}.json",
+        paths.output,
         {
             **describe(),
-            **config,
+            **config.model_dump(),
+            "seed": seed,
             "training_images": len(x),
             "steps": len(losses),
             "losses": losses,
             "wall_seconds": round(seconds, 2),
-            "images_per_second": round(config["epochs"] * len(x) / seconds, 1),
+            "images_per_second": round(config.epochs * len(x) / seconds, 1),
             "test_accuracy": test["accuracy"],
             "test_loss": test["loss"],
             "test_images": test["test_images"],
-            "batch_mean_error": batch_mean_errors(untrained, probe),
+            "batch_mean_error": mean_errors,
             "weights_after_first_step": after_first_step,
         },
     )
-    print(f"{keras.backend.backend()}: test accuracy {test['accuracy']:.4f} after "
-          f"{len(losses)} steps ({seconds:.0f} s)")
+    print(
+        f"{backend}: test accuracy {test['accuracy']:.4f} after "
+        f"{len(losses)} steps ({seconds:.0f} s)"
+    )
 
 
 if __name__ == "__main__":

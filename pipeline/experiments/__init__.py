@@ -1,0 +1,1 @@
+"""The experiments the reports show, one module each; the stages run them."""

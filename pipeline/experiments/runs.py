@@ -1,0 +1,49 @@
+"""What the experiments share: the data cut to whole evaluation blocks, the compiled
+steps per call, the batches, and series that JSON can hold."""
+
+import math
+
+import keras
+import numpy as np
+
+from pipeline.batches import ShuffledBatches
+from pipeline.errors import PipelineError
+
+
+class DataError(PipelineError, ValueError):
+    """The data file does not fit the params (too few images for one block)."""
+
+
+def aligned(
+    x: np.ndarray, y: np.ndarray, batch_size: int, eval_every: int, part: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first multiple of `batch_size * eval_every` images, so that the evaluations
+    fall on whole passes wherever they can; `part` names the params section."""
+    block = batch_size * eval_every
+    keep = len(x) // block * block
+    if keep == 0:
+        raise DataError(
+            f"experiment.{part}: {len(x)} training images are fewer than one block of "
+            f"batch_size * eval_every = {block}."
+        )
+    return x[:keep], y[:keep]
+
+
+def steps_per_execution(eval_every: int) -> int:
+    """Several compiled steps per call where Keras allows it (not on torch)."""
+    if keras.backend.backend() == "torch":
+        return 1
+    return math.gcd(eval_every, 50)
+
+
+def training_batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int
+) -> ShuffledBatches:
+    """The batches every variant of an experiment trains on: a fresh shuffle in
+    every pass, the same on every backend."""
+    return ShuffledBatches(x, y, batch_size, seed)
+
+
+def finite_list(values: np.ndarray | list[float]) -> list[float | None]:
+    """JSON has no NaN or infinity: a diverged value is written as null."""
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, float)]
