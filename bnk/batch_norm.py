@@ -9,7 +9,14 @@ from typing import Any
 import keras
 from keras import constraints, initializers, ops, regularizers
 
-from bnk.functional import Tensor, moments, normalize
+from bnk.functional import (
+    Tensor,
+    moments,
+    normalize,
+    sub_batches,
+    synchronized_moments,
+)
+from bnk.replicas import all_reduce_sum
 
 # What `keras.initializers.get` (and the regularizers' and constraints' `get`)
 # accept: a registered name, a serialized config, or the object itself.
@@ -41,6 +48,28 @@ class BatchNorm(keras.layers.Layer):
     - An all-masked batch leaves the moving statistics untouched and is
       normalized with them, instead of pulling them towards zero.
     - `unbiased_moving_variance=True` gives the paper's population variance.
+    - `synchronized=True` works on every backend, with a two-pass variance;
+      Keras's is TensorFlow only and sums squares.
+    - `virtual_batch_size` (ghost batches), which Keras 3 dropped.
+
+    Under data parallelism, what the statistics are computed over depends on
+    the backend's engine as much as on `synchronized`:
+
+    - JAX, `keras.distribution.DataParallel`: Keras compiles one program over
+      the global, sharded batch, so the statistics (written with `keras.ops`)
+      are over the global batch either way, XLA doing the all-reduce;
+      `synchronized=True` adds no collective and changes nothing. Tested: one
+      `fit` step of `bnk.CNN` on 4 devices equals one step on one device.
+    - TensorFlow, `tf.distribute.MirroredStrategy`: each replica normalizes
+      its own slice unless `synchronized=True`, which all-reduces the
+      statistics. Either way the moving statistics are updated with the mean
+      over the replicas of their updates, so they stay the same on every
+      replica: unsynchronized, that is exactly `virtual_batch_size` = the
+      per-replica batch on one device.
+    - PyTorch, a `torch.distributed` process group (DDP): each process
+      normalizes its own slice unless `synchronized=True`, which all-reduces
+      with an autograd-aware all-reduce (gloo on CPU too, where
+      `torch.nn.SyncBatchNorm` refuses to run).
 
     Args:
         axis: the channel axis, which keeps its own statistics and its own
@@ -66,6 +95,30 @@ class BatchNorm(keras.layers.Layer):
             channel (the paper's Algorithm 2, and PyTorch's behaviour). The
             batch itself is always normalized with the biased variance.
             Default False, as in Keras.
+        virtual_batch_size: None (the default) for statistics over the whole
+            batch, or a positive integer k for ghost batch normalization
+            (Hoffer et al., 2017; Keras 2's argument of that name): in
+            training, each sub-batch of k consecutive examples is normalized
+            with its own statistics (with a mask, those of its unmasked
+            entries; a sub-batch with none uses the moving statistics, as an
+            all-masked batch does), with the one `gamma` and `beta`; the
+            moving statistics are updated with the mean over the sub-batches
+            of their means and of their variances. The batch size must be a
+            multiple of k (a ValueError says so where the batch size is
+            known when the layer is called; in a TensorFlow graph with an
+            unknown batch size, TensorFlow's reshape fails instead).
+            Inference does not change. Keras 2 grouped examples i, i + b/k,
+            i + 2b/k, ... of a batch of b; consecutive examples are how data
+            parallelism splits a batch, so `virtual_batch_size` = per-replica
+            batch models unsynchronized replicas on one device.
+        synchronized: if True, training statistics are over the batches of
+            all data-parallel replicas together (see above), in two passes:
+            the global count and sum give the global mean, then the global
+            sum of squared deviations from it gives the variance. Gradients
+            flow through the all-reduces, and the moving statistics are the
+            same on every replica. Outside data parallelism (one device, no
+            replica context, no process group) it is the same as False.
+            Default False. Cannot be combined with `virtual_batch_size`.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
@@ -96,6 +149,8 @@ class BatchNorm(keras.layers.Layer):
         beta_constraint: Identifier | None = None,
         gamma_constraint: Identifier | None = None,
         unbiased_moving_variance: bool = False,
+        virtual_batch_size: int | None = None,
+        synchronized: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -107,6 +162,21 @@ class BatchNorm(keras.layers.Layer):
             )
         if not isinstance(epsilon, numbers.Real) or not epsilon > 0.0:
             raise ValueError(f"`epsilon` must be > 0, got epsilon={epsilon!r}.")
+        if virtual_batch_size is not None and (
+            not isinstance(virtual_batch_size, numbers.Integral)
+            or isinstance(virtual_batch_size, bool)
+            or virtual_batch_size < 1
+        ):
+            raise ValueError(
+                "`virtual_batch_size` must be a positive integer or None, got "
+                f"virtual_batch_size={virtual_batch_size!r}."
+            )
+        if synchronized and virtual_batch_size is not None:
+            raise ValueError(
+                "`synchronized=True` and `virtual_batch_size` cannot be combined: "
+                "ghost batches are the statistics of unsynchronized replicas; "
+                f"got virtual_batch_size={virtual_batch_size!r}."
+            )
         self.axis = int(axis)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
@@ -123,6 +193,10 @@ class BatchNorm(keras.layers.Layer):
         self.beta_constraint = constraints.get(beta_constraint)
         self.gamma_constraint = constraints.get(gamma_constraint)
         self.unbiased_moving_variance = bool(unbiased_moving_variance)
+        self.virtual_batch_size = (
+            None if virtual_batch_size is None else int(virtual_batch_size)
+        )
+        self.synchronized = bool(synchronized)
         self.supports_masking = True
         self.gamma = None
         self.beta = None
@@ -164,12 +238,16 @@ class BatchNorm(keras.layers.Layer):
                 trainable=True,
                 autocast=False,
             )
+        # Under tf.distribute, "mean" averages the replicas' updates, so every
+        # replica keeps the same moving statistics (with "none", Keras's
+        # choice, each would keep its own). The other backends ignore it.
         self.moving_mean = self.add_weight(
             shape=shape,
             name="moving_mean",
             initializer=self.moving_mean_initializer,
             trainable=False,
             autocast=False,
+            aggregation="mean",
         )
         self.moving_variance = self.add_weight(
             shape=shape,
@@ -177,6 +255,7 @@ class BatchNorm(keras.layers.Layer):
             initializer=self.moving_variance_initializer,
             trainable=False,
             autocast=False,
+            aggregation="mean",
         )
 
     def _check_inputs(self, inputs: Tensor, mask: Tensor | None) -> int:
@@ -188,6 +267,11 @@ class BatchNorm(keras.layers.Layer):
                 f"Input size {inputs.shape[channel_axis]} along axis "
                 f"{self.axis} differs from the {channels} channels the layer "
                 f"was built for (input shape {tuple(inputs.shape)})."
+            )
+        if self.virtual_batch_size is not None and channel_axis == 0:
+            raise ValueError(
+                f"`axis`={self.axis} makes the batch axis the channel axis, "
+                "which `virtual_batch_size` cannot split into sub-batches."
             )
         if mask is not None and len(mask.shape) != rank - 1:
             raise ValueError(
@@ -211,27 +295,43 @@ class BatchNorm(keras.layers.Layer):
         mask: Tensor | None = None,
     ) -> Tensor:
         channel_axis = self._check_inputs(inputs, mask)
-        rank = len(inputs.shape)
         # float16/bfloat16 overflow and lose digits in the statistics.
         inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        training = training and self.trainable
+        ghost = training and self.virtual_batch_size is not None
+        x = inputs
+        if ghost:
+            # The sub-batches on a new first axis, which keeps its statistics.
+            x = self._sub_batches(inputs)
+            if mask is not None:
+                mask = sub_batches(mask, self.virtual_batch_size)
+            channel_axis += 1
+        rank = len(x.shape)
 
         def per_channel(variable: Any) -> Tensor | None:
             if variable is None:
                 return None
-            value = ops.cast(variable, inputs.dtype)
+            value = ops.cast(variable, x.dtype)
             return self._broadcast(value, rank, channel_axis)
 
         moving_mean = per_channel(self.moving_mean)
         moving_variance = per_channel(self.moving_variance)
 
-        if training and self.trainable:
+        if training:
             if mask is not None:
                 mask = ops.expand_dims(mask, axis=channel_axis)
-            reduction_axes = [a for a in range(rank) if a != channel_axis]
-            # Reusing `inputs - mean` saves a pass over the inputs on torch eager.
-            mean, variance, count, deviations = moments(
-                inputs, reduction_axes, mask, return_deviations=True
-            )
+            reduction_axes = [
+                a for a in range(1 if ghost else 0, rank) if a != channel_axis
+            ]
+            if self.synchronized:
+                mean, variance, count, deviations = synchronized_moments(
+                    x, reduction_axes, all_reduce_sum, mask
+                )
+            else:
+                # Reusing `x - mean` saves a pass over the inputs on torch eager.
+                mean, variance, count, deviations = moments(
+                    x, reduction_axes, mask, return_deviations=True
+                )
             if mask is not None:
                 has_data = count > 0
                 mean = ops.where(has_data, mean, moving_mean)
@@ -242,16 +342,20 @@ class BatchNorm(keras.layers.Layer):
                 population_variance = variance * (
                     count / ops.maximum(count - 1.0, 1.0)
                 )
+            update_mean, update_variance = mean, population_variance
+            if ghost:
+                update_mean = ops.mean(mean, axis=0, keepdims=True)
+                update_variance = ops.mean(population_variance, axis=0, keepdims=True)
             self.moving_mean.assign(
                 ops.reshape(
-                    moving_mean * self.momentum + mean * (1.0 - self.momentum),
+                    moving_mean * self.momentum + update_mean * (1.0 - self.momentum),
                     self.moving_mean.shape,
                 )
             )
             self.moving_variance.assign(
                 ops.reshape(
                     moving_variance * self.momentum
-                    + population_variance * (1.0 - self.momentum),
+                    + update_variance * (1.0 - self.momentum),
                     self.moving_variance.shape,
                 )
             )
@@ -259,7 +363,7 @@ class BatchNorm(keras.layers.Layer):
             mean, variance, deviations = moving_mean, moving_variance, None
 
         outputs = normalize(
-            inputs,
+            x,
             mean,
             variance,
             per_channel(self.gamma),
@@ -267,7 +371,18 @@ class BatchNorm(keras.layers.Layer):
             self.epsilon,
             deviations,
         )
+        if ghost:
+            outputs = ops.reshape(outputs, ops.shape(inputs))
         return ops.cast(outputs, self.compute_dtype)
+
+    def _sub_batches(self, inputs: Tensor) -> Tensor:
+        batch_size = inputs.shape[0]
+        if batch_size is not None and batch_size % self.virtual_batch_size:
+            raise ValueError(
+                f"The batch size {batch_size} is not a multiple of "
+                f"virtual_batch_size={self.virtual_batch_size}."
+            )
+        return sub_batches(inputs, self.virtual_batch_size)
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         self._channel_axis(len(input_shape))
@@ -294,4 +409,6 @@ class BatchNorm(keras.layers.Layer):
             "beta_constraint": constraints.serialize(self.beta_constraint),
             "gamma_constraint": constraints.serialize(self.gamma_constraint),
             "unbiased_moving_variance": self.unbiased_moving_variance,
+            "virtual_batch_size": self.virtual_batch_size,
+            "synchronized": self.synchronized,
         }

@@ -30,6 +30,14 @@ def _per_axis(reduce: Callable[..., Tensor], x: Tensor, axes: Sequence[int]) -> 
     return x
 
 
+def _size(x: Tensor, axes: Sequence[int]) -> Tensor:
+    """The number of entries of ``x`` per channel over ``axes``, as a float."""
+    size = 1
+    for axis in axes:
+        size = size * ops.shape(x)[axis]
+    return ops.cast(size, x.dtype)
+
+
 def moments(
     x: Tensor,
     axes: Sequence[int],
@@ -55,17 +63,15 @@ def moments(
     Returns:
         ``(mean, variance, count)``: mean and variance keep the reduced axes
         (size 1) so they broadcast against ``x``; ``count`` is the number of
-        entries per channel that entered the statistics (a float scalar).
+        entries per channel that entered the statistics (a float: a scalar
+        without a mask, else shaped like ``mean``).
         With ``return_deviations``, ``(mean, variance, count, x - mean)``.
     """
     if mask is None:
         mean = _per_axis(ops.mean, x, axes)
         deviations = x - mean
         variance = _per_axis(ops.mean, ops.square(deviations), axes)
-        count = 1
-        for axis in axes:
-            count = count * ops.shape(x)[axis]
-        count = ops.cast(count, x.dtype)
+        count = _size(x, axes)
         if return_deviations:
             return mean, variance, count, deviations
         return mean, variance, count
@@ -77,10 +83,71 @@ def moments(
     mean = _per_axis(ops.sum, x * weights, axes) / safe_total
     deviations = x - mean
     variance = _per_axis(ops.sum, ops.square(deviations) * weights, axes) / safe_total
-    count = ops.max(total)
+    count = total
     if return_deviations:
         return mean, variance, count, deviations
     return mean, variance, count
+
+
+def synchronized_moments(
+    x: Tensor,
+    axes: Sequence[int],
+    sum_over_replicas: Callable[[Tensor], Tensor],
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`moments` of the batch of every replica together, in two passes.
+
+    Each replica sums its entries and counts them; ``sum_over_replicas`` (an
+    all-reduce, such as `bnk.replicas.all_reduce_sum`) adds these up, which
+    gives the global mean. Then each replica sums its squared deviations from
+    that global mean, and these are added up too. Never the sums of squares,
+    whose difference ``E[x^2] - E[x]^2`` cancels catastrophically at a large
+    mean. Gradients flow through the statistics as far as they flow through
+    ``sum_over_replicas``.
+
+    Args:
+        x: this replica's floating tensor.
+        axes: the axes to reduce (all but the channel axis).
+        sum_over_replicas: returns the sum of its argument over all replicas,
+            the same on each; with the identity, these are plain `moments`.
+        mask: as in `moments`.
+
+    Returns:
+        ``(mean, variance, count, x - mean)``, as `moments` with
+        ``return_deviations``, but over every replica's entries; ``count``,
+        their number per channel, is shaped like ``mean``.
+    """
+    if mask is None:
+        weights = None
+        local_sum = _per_axis(ops.sum, x, axes)
+        local_count = ops.ones_like(local_sum) * _size(x, axes)
+    else:
+        weights = ops.cast(ops.broadcast_to(mask, ops.shape(x)), x.dtype)
+        local_sum = _per_axis(ops.sum, x * weights, axes)
+        local_count = _per_axis(ops.sum, weights, axes)
+    # One all-reduce for both: the count and the sum stacked on a new axis.
+    count_and_sum = sum_over_replicas(ops.stack([local_count, local_sum]))
+    count, total = count_and_sum[0], count_and_sum[1]
+    # No entry anywhere: divide by one, as `moments` does.
+    safe_count = ops.maximum(count, 1.0)
+    mean = total / safe_count
+    deviations = x - mean
+    squares = ops.square(deviations)
+    if weights is not None:
+        squares = squares * weights
+    variance = sum_over_replicas(_per_axis(ops.sum, squares, axes)) / safe_count
+    return mean, variance, count, deviations
+
+
+def sub_batches(x: Tensor, size: int) -> Tensor:
+    """``x`` of shape ``(batch, ...)`` as ``(batch // size, size, ...)``.
+
+    Entry ``[g, i]`` is example ``g * size + i``: sub-batch ``g`` holds ``size``
+    consecutive examples, the way data parallelism splits a batch over its
+    replicas. `moments` over every axis but the first (and the channel axis)
+    then gives each sub-batch its own statistics: ghost batch normalization.
+    """
+    return ops.reshape(x, (-1, size, *ops.shape(x)[1:]))
 
 
 def normalize(

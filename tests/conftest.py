@@ -77,14 +77,17 @@ def random_bn_weights(rng, channels):
 
 
 def in_one_suite_run(backend):
-    """Run a backend-independent end-to-end check only in `backend`'s run of the suite.
+    """Run a check that does not depend on the suite's backend only in `backend`'s run.
 
-    What these checks exercise (DVC keeping or restoring outputs, stage processes
-    stopped with `dvc repro`, DVC's experiments) is the same on every backend, and each
-    costs a minute or more of real `dvc repro`; `make test` runs the suite once per
-    backend, and the three runs share the checks out to stay within its time budget.
+    Two kinds: end-to-end checks whose subject is the same on every backend (DVC
+    keeping or restoring outputs, stage processes stopped with `dvc repro`, DVC's
+    experiments), each costing a minute or more of real `dvc repro`; and checks that
+    run a subprocess under a backend of their own (the data-parallel equivalence checks
+    of `tests/test_synchronized.py`), run in that backend's pass. `make test` runs the
+    suite once per backend, and the three runs share these checks out to stay within
+    its time budget.
     """
     return pytest.mark.skipif(
         keras.backend.backend() != backend,
-        reason=f"backend-independent DVC check: `make test` runs it under {backend}",
+        reason=f"backend-independent check: `make test` runs it under {backend}",
     )

@@ -30,3 +30,19 @@ def batch_norm_infer(x, gamma, beta, mean, variance, epsilon, axis=-1):
     return channel(gamma) * (x - channel(mean)) / np.sqrt(
         channel(variance) + epsilon
     ) + channel(beta)
+
+
+def ghost_batch_norm_train(x, gamma, beta, epsilon, size, axis=-1):
+    """Algorithm 1 on each sub-batch of `size` consecutive examples (ghost batches).
+
+    Returns the outputs and the mean over the sub-batches of their means and of their
+    biased variances, which the moving averages follow.
+    """
+    outputs, means, variances = zip(
+        *(
+            batch_norm_train(x[start:start + size], gamma, beta, epsilon, axis)
+            for start in range(0, len(x), size)
+        ),
+        strict=True,
+    )
+    return np.concatenate(outputs), np.mean(means, axis=0), np.mean(variances, axis=0)

@@ -67,15 +67,22 @@ def test_weight_order_matches_keras():
     assert [w.trainable for w in layer.weights] == [True, True, False, False]
 
 
-def test_get_config_round_trips():
+@pytest.mark.parametrize(
+    "replicas",
+    [{"virtual_batch_size": 4}, {"synchronized": True}],
+    ids=["virtual_batch_size", "synchronized"],
+)
+def test_get_config_round_trips(replicas):
     layer = bnk.BatchNorm(
         axis=1, momentum=0.7, epsilon=1e-4, center=False,
         gamma_initializer="random_normal", gamma_regularizer="l2",
         beta_constraint="non_neg", unbiased_moving_variance=True, name="bn",
+        **replicas,
     )
     clone = bnk.BatchNorm.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     assert clone.unbiased_moving_variance and clone.axis == 1 and not clone.center
+    assert {key: getattr(clone, key) for key in replicas} == replicas
 
 
 def test_gamma_regularizer_adds_a_loss(rng):

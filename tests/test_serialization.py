@@ -16,10 +16,13 @@ import bnk
 
 LOAD_AND_PREDICT = textwrap.dedent(
     """
-    import sys, numpy as np, keras
+    import json, sys, numpy as np, keras
     import bnk  # registers the classes
     model = keras.saving.load_model(sys.argv[1])
     np.save(sys.argv[3], model.predict(np.load(sys.argv[2]), verbose=0))
+    norms = [layer for layer in model.layers if isinstance(layer, bnk.BatchNorm)]
+    with open(sys.argv[4], "w") as file:
+        json.dump([layer.get_config() for layer in norms], file)
     """
 )
 
@@ -27,9 +30,11 @@ LOAD_AND_PREDICT = textwrap.dedent(
 def _trained_model(rng):
     inputs = keras.Input((6, 6, 2))
     x = keras.layers.Conv2D(4, 3)(inputs)
-    x = bnk.BatchNorm()(x)
+    x = bnk.BatchNorm(virtual_batch_size=8)(x)
     x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(3)(bnk.BatchNorm(unbiased_moving_variance=True)(x))
+    outputs = keras.layers.Dense(3)(
+        bnk.BatchNorm(unbiased_moving_variance=True, synchronized=True)(x)
+    )
     model = keras.Model(inputs, outputs)
     model.compile(optimizer="adam", loss="mse")
     model.fit(
@@ -49,9 +54,16 @@ def test_saved_model_loads_under_other_backend(tmp_path, rng, other):
     np.save(tmp_path / "x.npy", x)
     subprocess.run(
         [sys.executable, "-c", LOAD_AND_PREDICT, str(path), str(tmp_path / "x.npy"),
-         str(tmp_path / "y.npy")],
+         str(tmp_path / "y.npy"), str(tmp_path / "configs.json")],
         env={**os.environ, "KERAS_BACKEND": other},
         check=True,
+    )
+    # Ghost batches and synchronized statistics included.
+    configs = [
+        layer.get_config() for layer in model.layers if isinstance(layer, bnk.BatchNorm)
+    ]
+    assert json.loads((tmp_path / "configs.json").read_text()) == json.loads(
+        json.dumps(configs)
     )
     np.testing.assert_allclose(
         np.load(tmp_path / "y.npy"), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5
