@@ -54,7 +54,7 @@ from IPython.display import Markdown, display
 from matplotlib.ticker import MaxNLocator
 
 import bnk
-from pipeline import dataset, params
+from pipeline import dataset, models, params
 from pipeline.environment import describe
 
 here = describe()
@@ -213,7 +213,7 @@ plt.show()
 # ### The main model under this backend
 
 # %%
-model = keras.saving.load_model(model_path, safe_mode=True)
+model = models.load_trained_cnn(model_path)
 logits = model.predict(x_test, batch_size=inference_batch, verbose=0)
 probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
 predicted = probabilities.argmax(axis=1)

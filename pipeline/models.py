@@ -19,6 +19,13 @@ class ModelError(PipelineError, ValueError):
     """A model file is missing, unreadable, or not the trained bnk.CNN."""
 
 
+@keras.saving.register_keras_serializable(package="pipeline")
+def synchronized_batch_norm(**kwargs: object) -> bnk.BatchNorm:
+    """bnk.BatchNorm with `synchronized=True`, as bnk.CNN's `normalization` when
+    training over several devices (registered, so a saved model finds it)."""
+    return bnk.BatchNorm(synchronized=True, **kwargs)
+
+
 def logits_loss() -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

@@ -191,10 +191,16 @@ class Train(Section):
     momentum: Fraction
     epsilon: PositiveFloat
     dropout: Fraction
+    devices: PositiveInt
 
     @model_validator(mode="after")
     def _fits_the_data(self):
         _split_check("train", self.validation, self.limit)
+        if self.batch_size % self.devices:
+            raise _WholeMessage(
+                f"`train.batch_size`={self.batch_size} must be a multiple of "
+                f"`train.devices`={self.devices}: each device takes an equal share."
+            )
         return self
 
 

@@ -31,9 +31,10 @@ from pipeline.atomic import atomic_paths, json_text
 from pipeline.backends import selected_backend
 from pipeline.batches import ShuffledBatches
 from pipeline.cli import stage_paths
+from pipeline.devices import data_parallel, device_names
 from pipeline.environment import describe
 from pipeline.errors import PipelineError, one_line_errors
-from pipeline.models import compile_classifier
+from pipeline.models import compile_classifier, synchronized_batch_norm
 from pipeline.outputs import keeps_outputs
 
 # What `dvc metrics show` lists: the numbers a reader compares across runs.
@@ -42,7 +43,10 @@ HEADLINE = ("accuracy", "loss", "val_accuracy", "val_loss", "images_per_second")
 
 def build_model(config: params.Train) -> bnk.CNN:
     model = bnk.CNN(
-        momentum=config.momentum, epsilon=config.epsilon, dropout=config.dropout
+        normalization=synchronized_batch_norm if config.devices > 1 else bnk.BatchNorm,
+        momentum=config.momentum,
+        epsilon=config.epsilon,
+        dropout=config.dropout,
     )
     model.build((None, 28, 28, 1))  # BackupAndRestore restores into built models
     return compile_classifier(
@@ -115,17 +119,26 @@ class EpochCounter(keras.callbacks.Callback):
 
 
 def train(paths: argparse.Namespace, config: params.Train, seed: int) -> None:
-    keras.utils.set_random_seed(seed)
-    x_train, y_train, x_val, y_val = dataset.training_split(
-        paths.mnist, "train", config
-    )
-    model = build_model(config)
-    backup = backup_dir(paths.checkpoints, config, seed, selected_backend())
-    backup.mkdir(parents=True, exist_ok=True)
-    with locked(backup):
-        fit_and_save(
-            model, paths, config, seed, backup, (x_train, y_train), (x_val, y_val)
+    # First: on JAX it may restart the process, on TensorFlow it must come before
+    # the runtime starts.
+    with data_parallel(config.devices):
+        keras.utils.set_random_seed(seed)
+        x_train, y_train, x_val, y_val = dataset.training_split(
+            paths.mnist, "train", config
         )
+        backup = backup_dir(paths.checkpoints, config, seed, selected_backend())
+        backup.mkdir(parents=True, exist_ok=True)
+        with locked(backup):
+            model = build_model(config)
+            fit_and_save(
+                model,
+                paths,
+                config,
+                seed,
+                backup,
+                (x_train, y_train),
+                (x_val, y_val),
+            )
     shutil.rmtree(backup)
 
 
@@ -170,6 +183,7 @@ def fit_and_save(
         **describe(),
         "epochs": config.epochs,
         "epochs_run_by_this_process": counter.epochs,
+        "devices": device_names(config.devices),
         "training_images": images,
         "wall_seconds": round(seconds, 2),
         **measured,
