@@ -26,7 +26,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -120,8 +121,35 @@ def restore_missing_outputs(
     return restored, unrecoverable
 
 
+SIGTERM_REPEAT_SECONDS = 2.0
+
+
 def exit_on_sigterm(signum, frame):
+    repeat_sigterm()
     sys.exit("stopped by SIGTERM (killed, or `dvc repro` that ran it died)")
+
+
+def repeat_sigterm():
+    """SIGTERM this process again every SIGTERM_REPEAT_SECONDS for as long as
+    `exit_on_sigterm` is still its handler.
+
+    The handler runs in whatever Python code the main thread is in, and Python drops
+    an exception raised inside a `__del__` method or a weakref or gc callback
+    ("Exception ignored in ..."): one SIGTERM's SystemExit can be lost there and the
+    stage would train on. The stage that has taken the exit swaps the handler out
+    (`keeps_outputs`, `stops_with_parent`), which ends the repeats.
+    """
+    if any(thread.name == "repeat-sigterm" for thread in threading.enumerate()):
+        return
+
+    def repeat():
+        while True:
+            time.sleep(SIGTERM_REPEAT_SECONDS)
+            if signal.getsignal(signal.SIGTERM) is not exit_on_sigterm:
+                return
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=repeat, name="repeat-sigterm", daemon=True).start()
 
 
 def watch_for_exit(pid):
@@ -141,9 +169,11 @@ def watch_for_exit(pid):
     threading.Thread(target=wait, name=f"watch-{pid}", daemon=True).start()
 
 
-def stops_with_parent() -> None:
-    """Turn SIGTERM into SystemExit (so `finally` blocks and `keeps_outputs` run), and
-    on Linux have the kernel send SIGTERM when `dvc repro` dies, even by `kill -9`.
+@contextlib.contextmanager
+def stops_with_parent() -> Iterator[None]:
+    """Within: SIGTERM is a SystemExit (so `finally` blocks and `keeps_outputs` run),
+    and on Linux the kernel sends SIGTERM when `dvc repro` dies, even by `kill -9`.
+    On leaving, the previous SIGTERM handler is back (for a test calling `main`).
 
     DVC runs a command as `$SHELL -c CMD` (else /bin/sh). bash execs a simple command,
     even one prefixed by `VAR=value`, so this process's parent is DVC; dash (Debian's
@@ -151,11 +181,19 @@ def stops_with_parent() -> None:
     parent is that shell, the shell's parent is watched as well. A DVC killed in the
     first moment, before this runs, is missed: that trainer still holds its lock.
     """
+    previous_handler = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
-    # DVC_STAGE: set by DVC for every command it runs. Run by hand (say under
-    # `nohup`), a stage outlives the shell that started it.
-    if not sys.platform.startswith("linux") or "DVC_STAGE" not in os.environ:
-        return
+    try:
+        # DVC_STAGE: set by DVC for every command it runs. Run by hand (say under
+        # `nohup`), a stage outlives the shell that started it.
+        if sys.platform.startswith("linux") and "DVC_STAGE" in os.environ:
+            die_with_parent()
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def die_with_parent():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
@@ -194,21 +232,17 @@ def keeps_outputs(stage: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorate(main):
         @functools.wraps(main)
         def wrapped(*args, **kwargs):
-            # Put back afterwards for a caller that goes on (a test calling `main`).
-            previous_handler = signal.getsignal(signal.SIGTERM)
-            stops_with_parent()
-            try:
-                return main(*args, **kwargs)
-            except BaseException as failure:
-                if isinstance(failure, SystemExit) and failure.code in (None, 0):
+            with stops_with_parent():
+                try:
+                    return main(*args, **kwargs)
+                except BaseException as failure:
+                    if isinstance(failure, SystemExit) and failure.code in (None, 0):
+                        raise
+                    # A second SIGTERM (parent death and a kill together, or a
+                    # repeat) must not cut the restore short.
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                    report_restore(stage)
                     raise
-                # A second SIGTERM (parent death and a kill together) must not cut
-                # the restore short.
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-                report_restore(stage)
-                raise
-            finally:
-                signal.signal(signal.SIGTERM, previous_handler)
 
         return wrapped
 

@@ -122,11 +122,11 @@ def test_a_succeeding_stage_is_left_alone(repo):
 STAGE = """\
 import os, sys, time
 from pipeline.outputs import stops_with_parent
-stops_with_parent()
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write(str(os.getpid()))
-os.replace(sys.argv[1] + ".tmp", sys.argv[1])
-time.sleep(60)
+with stops_with_parent():
+    with open(sys.argv[1] + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(60)
 """
 
 
@@ -159,3 +159,46 @@ def test_a_stage_dies_with_the_dvc_that_runs_it(tmp_path, shell):
         parent.wait()
         if stage is not None and stage.is_running():
             stage.kill()
+
+
+LOSES_ITS_FIRST_SIGTERM = """\
+import sys, time
+from pathlib import Path
+from pipeline.outputs import stops_with_parent
+
+
+class SlowToCollect:
+    def __del__(self):
+        Path(sys.argv[1]).write_text("in __del__")
+        time.sleep(5)
+
+
+with stops_with_parent():
+    SlowToCollect()
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def test_a_sigterm_lost_in_a_finalizer_is_sent_again(tmp_path):
+    """A SIGTERM whose SystemExit is raised inside a `__del__` is dropped by Python
+    ("Exception ignored in"); the stage must still stop, not run on."""
+    (tmp_path / "stage.py").write_text(LOSES_ITS_FIRST_SIGTERM)
+    marker = tmp_path / "in_del"
+    stage = subprocess.Popen(
+        [sys.executable, str(tmp_path / "stage.py"), str(marker)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stage.send_signal(signal.SIGTERM)
+        _, stderr = stage.communicate(timeout=30)
+    finally:
+        stage.kill()
+    assert "Exception ignored in" in stderr and "SystemExit" in stderr, stderr
+    assert stage.returncode == 1
+    assert stderr.rstrip().endswith("stopped by SIGTERM (killed, or `dvc repro` that "
+                                    "ran it died)"), stderr

@@ -107,39 +107,39 @@ def train(
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
     paths = stage_paths(__doc__, argv, "mnist", "output")
-    stops_with_parent()
-    every = params.load()
-    config, seed = every.compare, every.seed
-    x, y, _, _ = dataset.training_split(paths.mnist, "compare", config)
-    x_test, y_test = dataset.load_test(paths.mnist)
-    batches = ShuffledBatches(x, y, config.batch_size, seed)
-    # Measured before training, on the first batch and the initial weights.
-    mean_errors = batch_mean_errors(initial_cnn(seed), batches[0][0])
-    model, losses, seconds, after_first_step = train(config, seed, batches)
-    _, test = evaluate_classifier(model, x_test, y_test, every.evaluate.batch_size)
-    backend = keras.backend.backend()
-    write_json(
-        paths.output,
-        {
-            **describe(),
-            **config.model_dump(),
-            "seed": seed,
-            "training_images": len(x),
-            "steps": len(losses),
-            "losses": losses,
-            "wall_seconds": round(seconds, 2),
-            "images_per_second": round(config.epochs * len(x) / seconds, 1),
-            "test_accuracy": test["accuracy"],
-            "test_loss": test["loss"],
-            "test_images": test["test_images"],
-            "batch_mean_error": mean_errors,
-            "weights_after_first_step": after_first_step,
-        },
-    )
-    print(
-        f"{backend}: test accuracy {test['accuracy']:.4f} after "
-        f"{len(losses)} steps ({seconds:.0f} s)"
-    )
+    with stops_with_parent():
+        every = params.load()
+        config, seed = every.compare, every.seed
+        x, y, _, _ = dataset.training_split(paths.mnist, "compare", config)
+        x_test, y_test = dataset.load_test(paths.mnist)
+        batches = ShuffledBatches(x, y, config.batch_size, seed)
+        # Measured before training, on the first batch and the initial weights.
+        mean_errors = batch_mean_errors(initial_cnn(seed), batches[0][0])
+        model, losses, seconds, after_first_step = train(config, seed, batches)
+        _, test = evaluate_classifier(model, x_test, y_test, every.evaluate.batch_size)
+        backend = keras.backend.backend()
+        write_json(
+            paths.output,
+            {
+                **describe(),
+                **config.model_dump(),
+                "seed": seed,
+                "training_images": len(x),
+                "steps": len(losses),
+                "losses": losses,
+                "wall_seconds": round(seconds, 2),
+                "images_per_second": round(config.epochs * len(x) / seconds, 1),
+                "test_accuracy": test["accuracy"],
+                "test_loss": test["loss"],
+                "test_images": test["test_images"],
+                "batch_mean_error": mean_errors,
+                "weights_after_first_step": after_first_step,
+            },
+        )
+        print(
+            f"{backend}: test accuracy {test['accuracy']:.4f} after "
+            f"{len(losses)} steps ({seconds:.0f} s)"
+        )
 
 
 if __name__ == "__main__":
