@@ -7,9 +7,12 @@ examples in `numpy.random.default_rng([seed, p]).permutation(n)`, on every backe
 """
 
 import math
+from collections.abc import Callable
 
 import keras
 import numpy as np
+
+Batch = tuple[np.ndarray, np.ndarray]
 
 
 class ShuffledBatches(keras.utils.PyDataset):
@@ -30,10 +33,18 @@ class ShuffledBatches(keras.utils.PyDataset):
         y: targets, with as many examples as `x`.
         batch_size: examples per batch, a positive integer.
         seed: the order's seed; the same seed gives the same batches everywhere.
+        share: maps each batch to the part of it this process trains on (one of
+            several processes that train together, each on its share of every
+            batch); by default the whole batch.
     """
 
     def __init__(
-        self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        seed: int,
+        share: Callable[[Batch], Batch] = lambda batch: batch,
     ) -> None:
         super().__init__()
         if len(x) != len(y):
@@ -51,6 +62,7 @@ class ShuffledBatches(keras.utils.PyDataset):
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.seed = seed
+        self.share = share
         self.batches_per_pass = math.ceil(len(x) / batch_size)
         self.first_batch = 0
         self._pass, self._order = None, None
@@ -72,9 +84,9 @@ class ShuffledBatches(keras.utils.PyDataset):
         start = position * self.batch_size
         return self.order(pass_index)[start : start + self.batch_size]
 
-    def __getitem__(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, batch: int) -> Batch:
         picked = self.indices(batch)
-        return self.x[picked], self.y[picked]
+        return self.share((self.x[picked], self.y[picked]))
 
     def start_at_resumed_epoch(self) -> keras.callbacks.Callback:
         """A callback that starts the stream at the epoch `fit` starts at.

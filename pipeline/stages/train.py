@@ -31,7 +31,14 @@ from pipeline.atomic import atomic_paths, json_text
 from pipeline.backends import selected_backend
 from pipeline.batches import ShuffledBatches
 from pipeline.cli import stage_paths
-from pipeline.devices import data_parallel, device_names
+from pipeline.devices import (
+    AverageLogsOverProcesses,
+    Replica,
+    average_gradients_over_processes,
+    check_batches_split,
+    data_parallel,
+    device_names,
+)
 from pipeline.environment import describe
 from pipeline.errors import PipelineError, one_line_errors
 from pipeline.models import compile_classifier, synchronized_batch_norm
@@ -119,17 +126,22 @@ class EpochCounter(keras.callbacks.Callback):
 
 
 def train(paths: argparse.Namespace, config: params.Train, seed: int) -> None:
-    # First: on JAX it may restart the process, on TensorFlow it must come before
-    # the runtime starts.
-    with data_parallel(config.devices):
+    # First: on JAX and PyTorch it may restart the process, on TensorFlow it must
+    # come before the runtime starts.
+    with data_parallel(config.devices) as replica:
         keras.utils.set_random_seed(seed)
         x_train, y_train, x_val, y_val = dataset.training_split(
             paths.mnist, "train", config
         )
+        check_batches_split(len(x_train), config.batch_size, config.devices)
         backup = backup_dir(paths.checkpoints, config, seed, selected_backend())
+        if replica.processes > 1:  # each process backs up its own state
+            backup = backup.with_name(f"{backup.name}-process{replica.rank}")
         backup.mkdir(parents=True, exist_ok=True)
         with locked(backup):
             model = build_model(config)
+            if replica.processes > 1:
+                average_gradients_over_processes(model)
             fit_and_save(
                 model,
                 paths,
@@ -138,6 +150,7 @@ def train(paths: argparse.Namespace, config: params.Train, seed: int) -> None:
                 backup,
                 (x_train, y_train),
                 (x_val, y_val),
+                replica,
             )
     shutil.rmtree(backup)
 
@@ -150,11 +163,13 @@ def fit_and_save(
     backup: Path,
     training: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
+    replica: Replica,
 ) -> None:
     log = backup / "history.csv"
     counter = EpochCounter()
-    batches = ShuffledBatches(*training, config.batch_size, seed)
+    batches = ShuffledBatches(*training, config.batch_size, seed, replica.share)
     callbacks = [
+        *([AverageLogsOverProcesses()] if replica.processes > 1 else []),
         batches.start_at_resumed_epoch(),
         StopOnNonFiniteLoss(),
         keras.callbacks.CSVLogger(str(log), append=True),
@@ -169,9 +184,11 @@ def fit_and_save(
         shuffle=False,  # The stream is the order.
         validation_data=validation,
         callbacks=callbacks,
-        verbose=1,
+        verbose=1 if replica.writes_outputs else 0,
     )
     seconds = time.perf_counter() - start
+    if not replica.writes_outputs:
+        return
     header, rows = history_rows(log)
     final = dict(zip(header.split(","), rows[-1].split(","), strict=True))
     images = len(training[0])
