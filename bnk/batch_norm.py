@@ -213,7 +213,9 @@ class BatchNorm(keras.layers.Layer):
             `renorm_momentum == momentum` they are the same, as in the
             paper. With a mask, a channel (or ghost sub-batch) without
             unmasked entries is normalized with the moving statistics,
-            uncorrected, and leaves every statistic where it is; with ghost
+            uncorrected, and leaves the statistics where they are (but for
+            `moving_variance`, `moving_stddev**2 - epsilon` after every
+            training step); with ghost
             batches, each sub-batch has its own `r` and `d`, and the
             statistics follow the mean over the sub-batches of their means
             and standard deviations; with `synchronized`, `r` and `d` come
