@@ -10,6 +10,14 @@ import yaml
 from pipeline.backends import BACKENDS  # noqa: F401 - the tests import it from here
 
 
+def pytest_configure(config):
+    # A mark of Keras's own test file (tests/test_keras_batch_normalization_suite.py),
+    # which skips on Keras's numpy backend only, none of the suite's.
+    config.addinivalue_line(
+        "markers", "requires_trainable_backend: a test that trains (Keras's mark)"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     keras.utils.set_random_seed(1234)
@@ -73,6 +81,16 @@ def random_bn_weights(rng, channels):
         rng.normal(0.0, 0.5, channels).astype("float32"),
         rng.normal(0.0, 0.5, channels).astype("float32"),
         rng.uniform(0.5, 2.0, channels).astype("float32"),
+    ]
+
+
+def random_renorm_weights(rng, channels):
+    """`random_bn_weights`, then moving_stddev, renorm_mean and renorm_stddev."""
+    return [
+        *random_bn_weights(rng, channels),
+        rng.uniform(0.7, 1.4, channels).astype("float32"),
+        rng.normal(0.0, 0.5, channels).astype("float32"),
+        rng.uniform(0.7, 1.4, channels).astype("float32"),
     ]
 
 
