@@ -12,7 +12,10 @@ from keras import constraints, initializers, ops, regularizers
 from bnk.functional import (
     Tensor,
     moments,
+    moving_average,
     normalize,
+    renorm_correction,
+    renormalized_scale_and_offset,
     sub_batches,
     synchronized_moments,
 )
@@ -23,6 +26,74 @@ from bnk.replicas import all_reduce_sum
 Identifier = str | dict[str, Any] | Callable[..., Any]
 # An input shape: one size per axis, None where unknown.
 Shape = Sequence[int | None]
+
+RENORM_CLIPPING_KEYS = ("rmax", "rmin", "dmax")
+
+
+def _clone(initializer: Any) -> Any:
+    """A fresh copy of an initializer object, so that a seeded one used for a second
+    weight draws its own values (a name or a config is returned as it is)."""
+    if isinstance(initializer, initializers.Initializer):
+        return initializer.__class__.from_config(initializer.get_config())
+    return initializer
+
+
+def _check_renorm_clipping(clipping: Any) -> dict[str, float]:
+    """`renorm_clipping` as a dict of floats; a ValueError names a bad entry."""
+    if not isinstance(clipping, dict):
+        raise ValueError(
+            "`renorm_clipping` must be a dict with keys among "
+            f"{list(RENORM_CLIPPING_KEYS)}, got renorm_clipping={clipping!r}."
+        )
+    unknown = sorted(set(clipping) - set(RENORM_CLIPPING_KEYS))
+    if unknown:
+        raise ValueError(
+            f"Received invalid keys for `renorm_clipping`: {unknown}; supported "
+            f"keys: {list(RENORM_CLIPPING_KEYS)}."
+        )
+    bounds = {}
+    for key, value in clipping.items():
+        if value is None:
+            continue
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise ValueError(
+                f"`renorm_clipping[{key!r}]` must be a number, got {value!r}."
+            )
+        bounds[key] = float(value)
+    rmin, rmax, dmax = (bounds.get(key) for key in ("rmin", "rmax", "dmax"))
+    if rmin is not None and rmax is not None and rmax < rmin:
+        raise ValueError(
+            "rmax should be at least rmin in `renorm_clipping`, got "
+            f"rmax={rmax!r}, rmin={rmin!r}."
+        )
+    if dmax is not None and dmax < 0:
+        raise ValueError(
+            f"dmax should be non-negative in `renorm_clipping`, got dmax={dmax!r}."
+        )
+    return bounds
+
+
+class _Follower:
+    """Moves a layer's moving statistics towards a batch's, with its mask and
+    ghost batches: a (sub-)batch channel without unmasked entries counts as the
+    statistic's current value, and with ghost batches the statistics follow the
+    mean over the sub-batches of their values."""
+
+    def __init__(self, channels: list[int], has_data: Tensor | None, ghost: bool):
+        self.channels = channels  # the shape of a per-channel vector in the batch
+        self.has_data = has_data
+        self.ghost = ghost
+
+    def __call__(self, variable: Any, batch_value: Tensor, momentum: float) -> Tensor:
+        """Assigns the moving average's next value to `variable` and returns it."""
+        current = ops.reshape(ops.cast(variable, batch_value.dtype), self.channels)
+        if self.has_data is not None:
+            batch_value = ops.where(self.has_data, batch_value, current)
+        if self.ghost:
+            batch_value = ops.mean(batch_value, axis=0, keepdims=True)
+        value = moving_average(current, batch_value, momentum)
+        variable.assign(ops.reshape(value, variable.shape))
+        return value
 
 
 @keras.saving.register_keras_serializable(package="bnk")
@@ -51,6 +122,8 @@ class BatchNorm(keras.layers.Layer):
     - `synchronized=True` works on every backend, with a two-pass variance;
       Keras's is TensorFlow only and sums squares.
     - `virtual_batch_size` (ghost batches), which Keras 3 dropped.
+    - With `renorm=True`, the correction works with the mask, ghost batches
+      and `synchronized` as the statistics do (see `renorm` below).
 
     Under data parallelism, what the statistics are computed over depends on
     the backend's engine as much as on `synchronized`:
@@ -119,14 +192,53 @@ class BatchNorm(keras.layers.Layer):
             same on every replica. Outside data parallelism (one device, no
             replica context, no process group) it is the same as False.
             Default False. Cannot be combined with `virtual_batch_size`.
+        renorm: if True, Batch Renormalization (Ioffe, 2017, Algorithm 1): in
+            training the output is `gamma * (x_hat * r + d) + beta`, `x_hat`
+            being the input normalized with the batch statistics,
+            `r = sigma_B / sigma` and `d = (mu_B - mu) / sigma`, with
+            `sigma_B = sqrt(batch_variance + epsilon)` and `mu`, `sigma` the
+            moving averages `renorm_mean` and `renorm_stddev` (which follow
+            the batch with `renorm_momentum`); `r` and `d` are clipped (see
+            `renorm_clipping`) and carry no gradient. Unclipped, the output
+            is the input normalized with `renorm_mean` and `renorm_stddev`,
+            while the gradient is that of batch normalization. Inference is
+            unchanged: `moving_mean` and `moving_stddev` follow the batch
+            with `momentum`, and `moving_variance` is
+            `moving_stddev**2 - epsilon` (at least 0). Three more
+            non-trainable weights, after the other four and in Keras 3's
+            order and names: `moving_stddev`, `renorm_mean`, `renorm_stddev`
+            (the standard deviations start at the square root of
+            `moving_variance_initializer`'s values). Keras's layer keeps two
+            pairs of moving statistics where the paper has one; with
+            `renorm_momentum == momentum` they are the same, as in the
+            paper. With a mask, a channel (or ghost sub-batch) without
+            unmasked entries is normalized with the moving statistics,
+            uncorrected, and leaves every statistic where it is; with ghost
+            batches, each sub-batch has its own `r` and `d`, and the
+            statistics follow the mean over the sub-batches of their means
+            and standard deviations; with `synchronized`, `r` and `d` come
+            from the global batch. Default False. Cannot be combined with
+            `unbiased_moving_variance` (Algorithm 1 tracks the standard
+            deviation of the biased variance).
+        renorm_clipping: with `renorm`, a dict with optional keys "rmax",
+            "rmin" and "dmax" (numbers; 0 <= dmax, rmin <= rmax): `r` is
+            clipped to `[rmin, rmax]` and `d` to `[-dmax, dmax]`; a missing
+            key (or None) leaves that side unbounded. The paper's schedule
+            uses rmin = 1 / rmax. Default None: no clipping.
+        renorm_momentum: with `renorm`, the momentum of `renorm_mean` and
+            `renorm_stddev`, in [0, 1). Default 0.99, as in Keras.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
         inputs: a floating tensor of any rank >= 2.
         training: True for training mode, False or None for inference mode.
-        mask: optional boolean tensor of rank one less than `inputs`, without
-            the channel axis; masked-out entries are left out of the batch
-            statistics. Inference ignores it.
+        mask: optional boolean tensor of rank one less than `inputs`, of the
+            shape of every axis of `inputs` but the last (or one that
+            broadcasts to it), whatever `axis` is: Keras's convention, that
+            of the masks `Masking` and `Embedding(mask_zero=True)` make and
+            `keras.layers.BatchNormalization` reads. Each entry covers the
+            vector along the last axis at its position; masked-out entries
+            are left out of the batch statistics. Inference ignores it.
 
     Mixed precision: the weights are float32 and the statistics are computed
     in float32 whatever the input dtype; the output has the layer's compute
@@ -151,6 +263,9 @@ class BatchNorm(keras.layers.Layer):
         unbiased_moving_variance: bool = False,
         virtual_batch_size: int | None = None,
         synchronized: bool = False,
+        renorm: bool = False,
+        renorm_clipping: dict[str, float] | None = None,
+        renorm_momentum: float = 0.99,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -177,6 +292,28 @@ class BatchNorm(keras.layers.Layer):
                 "ghost batches are the statistics of unsynchronized replicas; "
                 f"got virtual_batch_size={virtual_batch_size!r}."
             )
+        if renorm and unbiased_moving_variance:
+            raise ValueError(
+                "`renorm=True` and `unbiased_moving_variance=True` cannot be "
+                "combined: Batch Renormalization tracks the moving standard "
+                "deviation of the biased batch variance."
+            )
+        if renorm_clipping is not None and not renorm:
+            raise ValueError(
+                "`renorm_clipping` is only used with `renorm=True`, got "
+                f"renorm_clipping={renorm_clipping!r} and renorm={renorm!r}."
+            )
+        clipping = _check_renorm_clipping(
+            {} if renorm_clipping is None else renorm_clipping
+        )
+        if (
+            not isinstance(renorm_momentum, numbers.Real)
+            or not 0.0 <= renorm_momentum < 1.0
+        ):
+            raise ValueError(
+                "`renorm_momentum` must be in [0, 1), got "
+                f"renorm_momentum={renorm_momentum!r}."
+            )
         self.axis = int(axis)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
@@ -197,6 +334,13 @@ class BatchNorm(keras.layers.Layer):
             None if virtual_batch_size is None else int(virtual_batch_size)
         )
         self.synchronized = bool(synchronized)
+        self.renorm = bool(renorm)
+        # As given, for get_config; `_clipping` holds the bounds as floats.
+        self.renorm_clipping = (
+            None if renorm_clipping is None else dict(renorm_clipping)
+        )
+        self._clipping = clipping
+        self.renorm_momentum = float(renorm_momentum)
         self.supports_masking = True
         self.gamma = None
         self.beta = None
@@ -257,6 +401,30 @@ class BatchNorm(keras.layers.Layer):
             autocast=False,
             aggregation="mean",
         )
+        if self.renorm:
+            self._build_renorm(shape)
+
+    def _build_renorm(self, shape: tuple[int]) -> None:
+        """Keras 3's three renorm weights, in its order, names and initial values."""
+
+        def stddev_initializer(shape: Shape, dtype: Any = None) -> Tensor:
+            variance = _clone(self.moving_variance_initializer)(shape, dtype=dtype)
+            return ops.sqrt(variance)
+
+        for name, initializer in (
+            ("moving_stddev", stddev_initializer),
+            ("renorm_mean", _clone(self.moving_mean_initializer)),
+            ("renorm_stddev", stddev_initializer),
+        ):
+            weight = self.add_weight(
+                shape=shape,
+                name=name,
+                initializer=initializer,
+                trainable=False,
+                autocast=False,
+                aggregation="mean",
+            )
+            setattr(self, name, weight)
 
     def _check_inputs(self, inputs: Tensor, mask: Tensor | None) -> int:
         rank = len(inputs.shape)
@@ -275,18 +443,11 @@ class BatchNorm(keras.layers.Layer):
             )
         if mask is not None and len(mask.shape) != rank - 1:
             raise ValueError(
-                f"The mask must have rank {rank - 1} (the input's rank less "
-                f"the channel axis), got mask shape {tuple(mask.shape)} for "
-                f"input shape {tuple(inputs.shape)}."
+                f"The mask must have rank {rank - 1} (every axis of the input "
+                f"but the last), got mask shape {tuple(mask.shape)} for input "
+                f"shape {tuple(inputs.shape)}."
             )
         return channel_axis
-
-    def _broadcast(
-        self, channel_vector: Tensor, rank: int, channel_axis: int
-    ) -> Tensor:
-        shape = [1] * rank
-        shape[channel_axis] = -1
-        return ops.reshape(channel_vector, shape)
 
     def call(
         self,
@@ -307,73 +468,106 @@ class BatchNorm(keras.layers.Layer):
                 mask = sub_batches(mask, self.virtual_batch_size)
             channel_axis += 1
         rank = len(x.shape)
+        # The shape in which a per-channel vector broadcasts against `x`.
+        channels = [1] * rank
+        channels[channel_axis] = -1
+        gamma = self._per_channel(self.gamma, x.dtype, channels)
+        beta = self._per_channel(self.beta, x.dtype, channels)
+        moving_mean = self._per_channel(self.moving_mean, x.dtype, channels)
+        moving_variance = self._per_channel(self.moving_variance, x.dtype, channels)
 
-        def per_channel(variable: Any) -> Tensor | None:
-            if variable is None:
-                return None
-            value = ops.cast(variable, x.dtype)
-            return self._broadcast(value, rank, channel_axis)
+        if not training:
+            outputs = normalize(
+                x, moving_mean, moving_variance, gamma, beta, self.epsilon
+            )
+            return ops.cast(outputs, self.compute_dtype)
 
-        moving_mean = per_channel(self.moving_mean)
-        moving_variance = per_channel(self.moving_variance)
-
-        if training:
-            if mask is not None:
-                mask = ops.expand_dims(mask, axis=channel_axis)
-            reduction_axes = [
-                a for a in range(1 if ghost else 0, rank) if a != channel_axis
-            ]
-            if self.synchronized:
-                mean, variance, count, deviations = synchronized_moments(
-                    x, reduction_axes, all_reduce_sum, mask
-                )
-            else:
-                # Reusing `x - mean` saves a pass over the inputs on torch eager.
-                mean, variance, count, deviations = moments(
-                    x, reduction_axes, mask, return_deviations=True
-                )
-            if mask is not None:
-                has_data = count > 0
-                mean = ops.where(has_data, mean, moving_mean)
-                variance = ops.where(has_data, variance, moving_variance)
-                deviations = None  # `mean` may have changed.
+        if mask is not None:
+            # Keras's convention: the mask covers every axis but the last.
+            mask = ops.expand_dims(mask, axis=-1)
+        reduction_axes = [
+            a for a in range(1 if ghost else 0, rank) if a != channel_axis
+        ]
+        if self.synchronized:
+            mean, variance, count, deviations = synchronized_moments(
+                x, reduction_axes, all_reduce_sum, mask
+            )
+        else:
+            # Reusing `x - mean` saves a pass over the inputs on torch eager.
+            mean, variance, count, deviations = moments(
+                x, reduction_axes, mask, return_deviations=True
+            )
+        # Where a channel (of a sub-batch) has no unmasked entry: None if every
+        # one has some.
+        has_data = None
+        if mask is not None:
+            has_data = count > 0
+            mean = ops.where(has_data, mean, moving_mean)
+            variance = ops.where(has_data, variance, moving_variance)
+            deviations = None  # `mean` may have changed.
+        follow = _Follower(channels, has_data, ghost)
+        if self.renorm:
+            gamma, beta = self._renormalize(
+                mean, variance, gamma, beta, follow, has_data
+            )
+        else:
             population_variance = variance
             if self.unbiased_moving_variance:
                 population_variance = variance * (
                     count / ops.maximum(count - 1.0, 1.0)
                 )
-            update_mean, update_variance = mean, population_variance
-            if ghost:
-                update_mean = ops.mean(mean, axis=0, keepdims=True)
-                update_variance = ops.mean(population_variance, axis=0, keepdims=True)
-            self.moving_mean.assign(
-                ops.reshape(
-                    moving_mean * self.momentum + update_mean * (1.0 - self.momentum),
-                    self.moving_mean.shape,
-                )
-            )
-            self.moving_variance.assign(
-                ops.reshape(
-                    moving_variance * self.momentum
-                    + update_variance * (1.0 - self.momentum),
-                    self.moving_variance.shape,
-                )
-            )
-        else:
-            mean, variance, deviations = moving_mean, moving_variance, None
-
+            follow(self.moving_mean, mean, self.momentum)
+            follow(self.moving_variance, population_variance, self.momentum)
         outputs = normalize(
-            x,
-            mean,
-            variance,
-            per_channel(self.gamma),
-            per_channel(self.beta),
-            self.epsilon,
-            deviations,
+            x, mean, variance, gamma, beta, self.epsilon, deviations
         )
         if ghost:
             outputs = ops.reshape(outputs, ops.shape(inputs))
         return ops.cast(outputs, self.compute_dtype)
+
+    @staticmethod
+    def _per_channel(
+        variable: Any, dtype: str, channels: list[int]
+    ) -> Tensor | None:
+        if variable is None:
+            return None
+        return ops.reshape(ops.cast(variable, dtype), channels)
+
+    def _renormalize(
+        self,
+        mean: Tensor,
+        variance: Tensor,
+        gamma: Tensor | None,
+        beta: Tensor | None,
+        follow: _Follower,
+        has_data: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Batch Renormalization's scale and offset; updates the five statistics."""
+        stddev = ops.sqrt(variance + self.epsilon)
+        r, d = renorm_correction(
+            mean,
+            stddev,
+            self._per_channel(self.renorm_mean, mean.dtype, follow.channels),
+            self._per_channel(self.renorm_stddev, mean.dtype, follow.channels),
+            self.epsilon,
+            **self._clipping,
+        )
+        if has_data is not None:
+            # No entries: normalized with the moving statistics, uncorrected.
+            r = ops.where(has_data, r, 1.0)
+            d = ops.where(has_data, d, 0.0)
+        follow(self.renorm_mean, mean, self.renorm_momentum)
+        follow(self.renorm_stddev, stddev, self.renorm_momentum)
+        follow(self.moving_mean, mean, self.momentum)
+        moving_stddev = follow(self.moving_stddev, stddev, self.momentum)
+        # ReLU: rounding may take the difference below zero.
+        self.moving_variance.assign(
+            ops.reshape(
+                ops.relu(ops.square(moving_stddev) - self.epsilon),
+                self.moving_variance.shape,
+            )
+        )
+        return renormalized_scale_and_offset(r, d, gamma, beta)
 
     def _sub_batches(self, inputs: Tensor) -> Tensor:
         batch_size = inputs.shape[0]
@@ -411,4 +605,7 @@ class BatchNorm(keras.layers.Layer):
             "unbiased_moving_variance": self.unbiased_moving_variance,
             "virtual_batch_size": self.virtual_batch_size,
             "synchronized": self.synchronized,
+            "renorm": self.renorm,
+            "renorm_clipping": self.renorm_clipping,
+            "renorm_momentum": self.renorm_momentum,
         }

@@ -175,3 +175,66 @@ def normalize(
     if beta is not None:
         outputs = outputs + beta
     return outputs
+
+
+def moving_average(average: Tensor, value: Tensor, momentum: float) -> Tensor:
+    """``average * momentum + value * (1 - momentum)``: one step of a moving average."""
+    return average * momentum + value * (1.0 - momentum)
+
+
+def renorm_correction(
+    mean: Tensor,
+    stddev: Tensor,
+    moving_mean: Tensor,
+    moving_stddev: Tensor,
+    epsilon: float,
+    rmin: float | None = None,
+    rmax: float | None = None,
+    dmax: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Batch Renormalization's ``r`` and ``d`` (Ioffe, 2017, Algorithm 1).
+
+    ``r = stddev / moving_stddev`` clipped to ``[rmin, rmax]`` and
+    ``d = (mean - moving_mean) / moving_stddev`` clipped to ``[-dmax, dmax]``
+    (None: no bound on that side), so that ``x_hat * r + d``, ``x_hat`` being
+    ``x`` normalized with the batch statistics, is ``x`` normalized with the
+    moving ones wherever neither is clipped. Both are returned without gradient:
+    the paper treats them as constants in back-propagation.
+
+    Args:
+        mean: the batch mean.
+        stddev: the batch standard deviation ``sqrt(variance + epsilon)``.
+        moving_mean, moving_stddev: the moving averages of the two that the
+            correction is towards. ``moving_stddev`` is taken to be at least
+            ``sqrt(epsilon)``, the least ``stddev`` can be, so that ``r`` and
+            ``d`` stay finite (as Keras's layer does).
+        epsilon: the layer's epsilon.
+        rmin, rmax, dmax: the clipping bounds.
+    """
+    moving_stddev = ops.maximum(moving_stddev, epsilon**0.5)
+    r = stddev / moving_stddev
+    d = (mean - moving_mean) / moving_stddev
+    if rmin is not None:
+        r = ops.maximum(r, rmin)
+    if rmax is not None:
+        r = ops.minimum(r, rmax)
+    if dmax is not None:
+        d = ops.clip(d, -dmax, dmax)
+    return ops.stop_gradient(r), ops.stop_gradient(d)
+
+
+def renormalized_scale_and_offset(
+    r: Tensor, d: Tensor, gamma: Tensor | None, beta: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """``gamma * (x_hat * r + d) + beta`` written as ``x_hat * scale + offset``.
+
+    Returns ``(scale, offset)`` = ``(gamma * r, gamma * d + beta)``, for
+    `normalize` to apply in place of ``gamma`` and ``beta`` (either may be
+    ``None``: no scale, no centre).
+    """
+    scale, offset = r, d
+    if gamma is not None:
+        scale, offset = gamma * r, gamma * d
+    if beta is not None:
+        offset = offset + beta
+    return scale, offset

@@ -88,6 +88,16 @@ def random_bn_weights(rng, channels):
     ]
 
 
+def random_renorm_weights(rng, channels):
+    """`random_bn_weights`, then moving_stddev, renorm_mean and renorm_stddev."""
+    return [
+        *random_bn_weights(rng, channels),
+        rng.uniform(0.7, 1.4, channels).astype("float32"),
+        rng.normal(0.0, 0.5, channels).astype("float32"),
+        rng.uniform(0.7, 1.4, channels).astype("float32"),
+    ]
+
+
 def in_one_suite_run(backend):
     """Run a check that does not depend on the suite's backend only in `backend`'s run.
 

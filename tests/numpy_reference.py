@@ -1,7 +1,9 @@
-"""An independent NumPy batch normalization, straight from Ioffe & Szegedy (2015).
+"""An independent NumPy batch normalization, straight from the papers, in float64.
 
-Algorithm 1 (training): per channel, the mini-batch mean and biased variance,
-normalize with epsilon, scale by gamma and shift by beta. Computed in float64.
+Ioffe & Szegedy (2015), Algorithm 1 (training): per channel, the mini-batch mean and
+biased variance, normalize with epsilon, scale by gamma and shift by beta.
+Ioffe (2017), "Batch Renormalization", Algorithm 1: the same, corrected by r and d
+towards the moving mean and standard deviation, and its back-propagation.
 """
 
 import numpy as np
@@ -46,3 +48,53 @@ def ghost_batch_norm_train(x, gamma, beta, epsilon, size, axis=-1):
         strict=True,
     )
     return np.concatenate(outputs), np.mean(means, axis=0), np.mean(variances, axis=0)
+
+
+def _channel(v, ndim, axis):
+    shape = [1] * ndim
+    shape[axis] = -1
+    return np.reshape(np.asarray(v, dtype=np.float64), shape)
+
+
+def batch_renorm_train(x, gamma, beta, mu, sigma, epsilon, clipping=None, axis=-1):
+    """Ioffe (2017), Algorithm 1, one training step.
+
+    `mu` and `sigma` are the moving mean and standard deviation; `clipping` maps
+    "rmax", "rmin", "dmax" to their bounds (missing: unbounded). Returns the output
+    y, the batch mean mu_B and standard deviation sigma_B (the paper's
+    sqrt(sigma_B^2 + epsilon)), and r and d, each per channel.
+    """
+    clipping = clipping or {}
+    x = np.asarray(x, dtype=np.float64)
+    axes = tuple(a for a in range(x.ndim) if a != axis % x.ndim)
+    mu_b = x.mean(axis=axes, keepdims=True)
+    sigma_b = np.sqrt(((x - mu_b) ** 2).mean(axis=axes, keepdims=True) + epsilon)
+    mu, sigma = _channel(mu, x.ndim, axis), _channel(sigma, x.ndim, axis)
+    r = np.clip(sigma_b / sigma, clipping.get("rmin", 0.0),
+                clipping.get("rmax", np.inf))
+    dmax = clipping.get("dmax", np.inf)
+    d = np.clip((mu_b - mu) / sigma, -dmax, dmax)
+    x_hat = (x - mu_b) / sigma_b * r + d
+    y = _channel(gamma, x.ndim, axis) * x_hat + _channel(beta, x.ndim, axis)
+    return y, *(v.reshape(-1) for v in (mu_b, sigma_b, r, d))
+
+
+def batch_renorm_input_gradient(x, dy, gamma, r, epsilon, axis=-1):
+    """dloss/dx of Algorithm 1 given dloss/dy, r and d held constant (the paper's
+    back-propagation formulas)."""
+    x = np.asarray(x, dtype=np.float64)
+    axes = tuple(a for a in range(x.ndim) if a != axis % x.ndim)
+    m = x.size / x.shape[axis]
+    mu_b = x.mean(axis=axes, keepdims=True)
+    sigma_b = np.sqrt(((x - mu_b) ** 2).mean(axis=axes, keepdims=True) + epsilon)
+    r = _channel(r, x.ndim, axis)
+    dx_hat = dy * _channel(gamma, x.ndim, axis)
+    dsigma_b = np.sum(dx_hat * (x - mu_b) * (-r / sigma_b**2), axis=axes,
+                      keepdims=True)
+    dmu_b = np.sum(dx_hat * (-r / sigma_b), axis=axes, keepdims=True)
+    return dx_hat * r / sigma_b + dsigma_b * (x - mu_b) / (m * sigma_b) + dmu_b / m
+
+
+def moving_update(average, batch_value, momentum):
+    """The paper's update mu := mu + alpha (mu_B - mu), with alpha = 1 - momentum."""
+    return average + (1.0 - momentum) * (np.asarray(batch_value) - average)

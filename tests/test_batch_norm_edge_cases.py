@@ -51,8 +51,9 @@ def test_large_low_precision_inputs(rng, dtype):
     )
 
 
-def test_all_masked_input_keeps_moving_statistics(rng):
-    layer = bnk.BatchNorm()
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+def test_all_masked_input_keeps_moving_statistics(rng, unbiased):
+    layer = bnk.BatchNorm(unbiased_moving_variance=unbiased)
     x = rng.normal(size=(2, 5, 3)).astype("float32")
     mask = np.zeros((2, 5), dtype=bool)
     y = to_numpy(layer(x, training=True, mask=mask))
@@ -75,6 +76,28 @@ def test_masked_entries_are_left_out_of_statistics(rng):
         to_numpy(layer.moving_mean), valid.mean(axis=0), rtol=1e-5, atol=1e-6
     )
     np.testing.assert_allclose(y[:, :4].reshape(-1, 3).std(axis=0), 1.0, atol=1e-2)
+
+
+@pytest.mark.parametrize("axis", [1, -1])
+def test_mask_covers_every_axis_but_the_last(rng, axis):
+    """Keras's convention whatever the channel axis: on (batch, 2, 3) inputs, the
+    (batch, 2) mask of `Masking` leaves out the whole last-axis row at a masked
+    position, which for axis=1 is 3 entries of one channel."""
+    x = rng.normal(2.0, 3.0, (5, 2, 3)).astype("float32")
+    x[[0, 3], 1, :] = 0.0
+    mask = to_numpy(keras.layers.Masking().compute_mask(x))
+    assert mask.shape == (5, 2) and mask.sum() == 8
+    layer = bnk.BatchNorm(axis=axis, momentum=0.0)
+    layer(x, training=True, mask=mask)
+    kept = np.broadcast_to(mask[..., None], x.shape)
+    values = np.moveaxis(np.where(kept, x, np.nan).astype("float64"), axis, -1)
+    values = values.reshape(-1, x.shape[axis])
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_mean), np.nanmean(values, axis=0), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        to_numpy(layer.moving_variance), np.nanvar(values, axis=0), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])

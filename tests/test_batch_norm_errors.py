@@ -46,3 +46,27 @@ def test_mask_of_wrong_rank():
 def test_axis_that_is_not_an_integer():
     with pytest.raises(TypeError, match="axis=1.5"):
         bnk.BatchNorm(axis=1.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"renorm_clipping": {"rmax": 2.0, "r_max": 3.0}},
+         r"invalid keys for `renorm_clipping`: \['r_max'\]"),
+        ({"renorm_clipping": {"rmax": 0.5, "rmin": 2.0}}, "rmax=0.5, rmin=2.0"),
+        ({"renorm_clipping": {"dmax": -1.0}}, "dmax=-1.0"),
+        ({"renorm_clipping": {"dmax": "5"}}, r"renorm_clipping\['dmax'\].*'5'"),
+        ({"renorm_clipping": [2.0, 0.5, 5.0]}, r"renorm_clipping=\[2.0, 0.5, 5.0\]"),
+        ({"renorm_momentum": 1.0}, "renorm_momentum=1.0"),
+        ({"unbiased_moving_variance": True},
+         "`renorm=True` and `unbiased_moving_variance=True` cannot be combined"),
+    ],
+)
+def test_bad_renorm_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bnk.BatchNorm(renorm=True, **kwargs)
+
+
+def test_renorm_clipping_without_renorm():
+    with pytest.raises(ValueError, match=r"renorm_clipping=\{'rmax': 2.0\}"):
+        bnk.BatchNorm(renorm_clipping={"rmax": 2.0})

@@ -1,9 +1,11 @@
-"""bnk.BatchNorm agrees with keras.layers.BatchNormalization given the same weights."""
+"""bnk.BatchNorm agrees with keras.layers.BatchNormalization given the same weights,
+plain and with Batch Renormalization (clipped r and d, its own momentum), the weights
+moving from Keras's layer to bnk's and back."""
 
 import keras
 import numpy as np
 import pytest
-from conftest import random_bn_weights, to_numpy
+from conftest import random_bn_weights, random_renorm_weights, to_numpy
 
 import bnk
 
@@ -16,25 +18,39 @@ LAYOUTS = {
     "4d_channels_first": ((8, 3, 6, 6), 1),
     "3d_sequence": ((4, 7, 5), -1),
 }
+# The arguments both layers get, and their weights.
+VARIANTS = {
+    "plain": ({}, random_bn_weights),
+    "renorm": (
+        {
+            "renorm": True,
+            "renorm_clipping": {"rmax": 1.5, "rmin": 0.5, "dmax": 0.8},
+            "renorm_momentum": 0.7,
+        },
+        random_renorm_weights,
+    ),
+}
 
 
-def make_pair(rng, shape, axis):
-    ours = bnk.BatchNorm(axis=axis, momentum=MOMENTUM, epsilon=EPSILON)
+def make_pair(rng, shape, axis, variant="plain"):
+    """bnk's layer and Keras's, bnk's given Keras's random weights."""
+    kwargs, random_weights = VARIANTS[variant]
+    ours = bnk.BatchNorm(axis=axis, momentum=MOMENTUM, epsilon=EPSILON, **kwargs)
     theirs = keras.layers.BatchNormalization(
-        axis=axis, momentum=MOMENTUM, epsilon=EPSILON
+        axis=axis, momentum=MOMENTUM, epsilon=EPSILON, **kwargs
     )
     ours.build(shape)
     theirs.build(shape)
-    weights = random_bn_weights(rng, shape[axis])
-    ours.set_weights(weights)
-    theirs.set_weights(weights)
+    theirs.set_weights(random_weights(rng, shape[axis]))
+    ours.set_weights(theirs.get_weights())
     return ours, theirs
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_training_and_inference_outputs_and_moving_statistics(rng, layout):
+def test_training_and_inference_outputs_and_moving_statistics(rng, layout, variant):
     shape, axis = LAYOUTS[layout]
-    ours, theirs = make_pair(rng, shape, axis)
+    ours, theirs = make_pair(rng, shape, axis, variant)
     for _ in range(3):
         x = rng.normal(1.5, 2.0, shape).astype("float32")
         np.testing.assert_allclose(
@@ -45,6 +61,8 @@ def test_training_and_inference_outputs_and_moving_statistics(rng, layout):
         )
     for ours_w, theirs_w in zip(ours.get_weights(), theirs.get_weights(), strict=True):
         np.testing.assert_allclose(ours_w, theirs_w, atol=TOL, rtol=TOL)
+    # bnk's weights back into Keras's layer: the same inference.
+    theirs.set_weights(ours.get_weights())
     x = rng.normal(1.5, 2.0, shape).astype("float32")
     np.testing.assert_allclose(
         to_numpy(ours(x, training=False)),
@@ -54,12 +72,16 @@ def test_training_and_inference_outputs_and_moving_statistics(rng, layout):
     )
 
 
-def test_masked_training_matches_keras(rng):
-    shape = (4, 9, 3)
-    ours, theirs = make_pair(rng, shape, -1)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("layout", ["3d_sequence", "4d_channels_first"])
+def test_masked_training_matches_keras(rng, layout, variant):
+    """Keras's mask convention whatever the axis: the mask covers every axis but the
+    last (for channels first, each entry masks a row of one channel)."""
+    shape, axis = LAYOUTS[layout]
+    ours, theirs = make_pair(rng, shape, axis, variant)
     x = rng.normal(0.0, 1.0, shape).astype("float32")
     mask = rng.random(shape[:-1]) > 0.4
-    mask[:, 0] = True
+    mask[0, ..., 0] = True
     np.testing.assert_allclose(
         to_numpy(ours(x, training=True, mask=mask)),
         to_numpy(theirs(x, training=True, mask=mask)),
@@ -84,11 +106,12 @@ def _small_model(shape, axis, bn_layer):
     return keras.Model(inputs, x)
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_weights_after_one_optimizer_step(rng, layout):
+def test_weights_after_one_optimizer_step(rng, layout, variant):
     """Same gradients: every weight equal after one SGD step on the same batch."""
     shape, axis = LAYOUTS[layout]
-    ours, theirs = make_pair(rng, shape, axis)
+    ours, theirs = make_pair(rng, shape, axis, variant)
     model_ours = _small_model(shape, axis, ours)
     model_theirs = _small_model(shape, axis, theirs)
     model_theirs.set_weights(model_ours.get_weights())
