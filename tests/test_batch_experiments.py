@@ -226,6 +226,7 @@ def test_batch_sizes_stage_writes_every_run(batch_sizes_run):
     assert results["backend"] == keras.backend.backend()
     assert results["params"] == {**tiny, "seed": TINY["seed"]}
     assert results["training_images"] == 16 and results["test_images"] == 16
+    assert results["momentum"] == batch_sizes.MOMENTUM
     runs = {(r["normalization"], r["batch_size"]): r for r in results["runs"]}
     assert set(runs) == {(n, b) for n in tiny["normalizations"]
                          for b in tiny["batch_sizes"]}

@@ -37,6 +37,9 @@ from pipeline.experiments.runs import (
 )
 from pipeline.models import compile_classifier
 
+#: The moving averages' momentum: bnk.CNN's, the seed's decay.
+MOMENTUM = 0.9
+
 
 def scaled_learning_rate(config: params.BatchSizes, batch_size: int) -> float:
     """`learning_rate` at `reference_batch_size`, scaled with the square root of the
@@ -56,7 +59,8 @@ def train_cnn(
     model = bnk.CNN(
         normalization=normalization_layer(
             normalization, config.normalizers, batch_size
-        )
+        ),
+        momentum=MOMENTUM,
     )
     learning_rate = scaled_learning_rate(config, batch_size)
     batches = training_batches(*training, batch_size, seed)
@@ -132,6 +136,7 @@ def run(config: params.BatchSizes, seed: int, mnist: Path) -> dict:
                 flush=True,
             )
     return {
+        "momentum": MOMENTUM,
         "training_images": len(training[0]),
         "test_images": len(test[0]),
         "runs": runs,
