@@ -3,5 +3,6 @@
 from bnk.batch_norm import BatchNorm
 from bnk.cnn import CNN
 from bnk.fold import fold_batch_norm
+from bnk.statistics import recompute_statistics
 
-__all__ = ["CNN", "BatchNorm", "fold_batch_norm"]
+__all__ = ["CNN", "BatchNorm", "fold_batch_norm", "recompute_statistics"]

@@ -10,6 +10,14 @@ import yaml
 from pipeline.backends import BACKENDS  # noqa: F401 - the tests import it from here
 
 
+def pytest_configure(config):
+    # A mark of Keras's own test file (tests/test_keras_batch_normalization_suite.py),
+    # which skips on Keras's numpy backend only, none of the suite's.
+    config.addinivalue_line(
+        "markers", "requires_trainable_backend: a test that trains (Keras's mark)"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     keras.utils.set_random_seed(1234)

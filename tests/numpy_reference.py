@@ -98,3 +98,13 @@ def batch_renorm_input_gradient(x, dy, gamma, r, epsilon, axis=-1):
 def moving_update(average, batch_value, momentum):
     """The paper's update mu := mu + alpha (mu_B - mu), with alpha = 1 - momentum."""
     return average + (1.0 - momentum) * (np.asarray(batch_value) - average)
+
+
+def population_statistics(batch_means, batch_variances, sizes):
+    """Ioffe & Szegedy (2015), Algorithm 2: E[x] = E_B[mu_B] and
+    Var[x] = m / (m - 1) E_B[sigma_B^2], each batch with its own size m."""
+    m = np.asarray(sizes, dtype=np.float64)[:, None]
+    return (
+        np.mean(batch_means, axis=0),
+        np.mean(m / (m - 1) * np.asarray(batch_variances), axis=0),
+    )
