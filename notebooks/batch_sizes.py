@@ -58,7 +58,9 @@ display(Markdown(
     f"{', '.join(map(str, sizes))}, Adam at {p['learning_rate']:g} for batches of "
     f"{p['reference_batch_size']}, scaled with the square root of the batch size "
     f"({rates[sizes[0]]:.2g} at {sizes[0]}, {rates[sizes[-1]]:.2g} at {sizes[-1]}); "
-    f"tested on {m['test_images']:,} test images. Every run starts from the same "
+    f"tested on {m['test_images']:,} test images; the BN family's population "
+    f"statistics recomputed over up to {p['statistics_batches']} training batches "
+    f"of the training size (at most one pass). Every run starts from the same "
     f"weights and sees the images in the same seeded order (seed {p['seed']}). "
     f"Ghost BN normalizes sub-batches of at most {normalizers['ghost_batch_size']} "
     f"examples (plain BN at smaller batches); GroupNorm uses "
@@ -111,6 +113,10 @@ if family:
         ax.plot(sizes, [moving[s] for s in sizes], "o-", label="moving statistics")
         ax.plot(sizes, [batch[s] for s in sizes], "s--",
                 label="statistics of each test batch")
+        population = batch_findings.accuracy_by_batch_size(
+            m, name, "population_accuracy")
+        ax.plot(sizes, [population[s] for s in sizes], "^:",
+                label="population statistics, recomputed")
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(size) for size in sizes])
         ax.set_xlabel("batch size (training and test batches, log scale)")
@@ -126,11 +132,15 @@ if family:
 # With batch statistics the test images are normalized as training normalized its
 # batches: in batches of the training batch size (ghost BN: in its sub-batches),
 # everything else in inference mode (dropout off); the moving statistics are what a
-# deployed model uses.
+# deployed model uses. The population statistics replace the moving averages after
+# training with exact averages over training batches of the training size
+# (`bnk.recompute_statistics`, Ioffe & Szegedy's Algorithm 2): what the moving
+# averages would be without their lag and noise.
 
 # %%
 rows = ["| normalization | batch size | learning rate | steps | test accuracy "
-        "| with batch statistics | seconds |", "|:---|---:|---:|---:|---:|---:|---:|"]
+        "| with batch statistics | with population statistics | seconds |",
+        "|:---|---:|---:|---:|---:|---:|---:|---:|"]
 for run in sorted(m["runs"], key=lambda r: (names.index(r["normalization"]),
                                             r["batch_size"])):
     rows.append(
@@ -138,6 +148,7 @@ for run in sorted(m["runs"], key=lambda r: (names.index(r["normalization"]),
         f"| {run['learning_rate']:.2g} | {run['steps']:,} "
         f"| {percent(run['test_accuracy'])} "
         f"| {percent(run['batch_statistics_accuracy'])} "
+        f"| {percent(run['population_accuracy'])} "
         f"| {run['wall_seconds']:.0f} |"
     )
 display(Markdown("\n".join(rows)))

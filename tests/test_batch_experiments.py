@@ -138,6 +138,33 @@ def test_accuracy_with_batch_statistics_puts_the_moving_statistics_back(rng):
         np.testing.assert_array_equal(kept, weight)  # ... this puts them back
 
 
+def test_statistics_batches_are_of_the_training_size_and_one_pass_at_most():
+    x, y = np.arange(40)[:, None], np.arange(40)
+    batches = batch_sizes.statistics_batches((x, y), 8, 100, seed=0)
+    assert len(batches) == 5 and all(len(bx) == 8 for bx, _ in batches)
+    seen = np.concatenate([bx[:, 0] for bx, _ in batches])
+    assert sorted(seen) == list(range(40))
+    assert len(batch_sizes.statistics_batches((x, y), 8, 2, seed=0)) == 2
+
+
+def test_population_accuracy_uses_recomputed_statistics(rng):
+    model = bnk.CNN()
+    x = rng.random((16, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 16)
+    model(x)
+    population = batch_sizes.statistics_batches((x, y), 4, 4, seed=0)
+    measured = batch_sizes.accuracies(model, "batch_norm", 4, (x, y), population)
+    # The moving statistics now are the recomputed ones, no longer the initial 0 and 1.
+    layer = model.blocks[0][1]
+    assert not np.allclose(keras.ops.convert_to_numpy(layer.moving_mean), 0.0)
+    assert measured["population_accuracy"] == normalizations.accuracy(
+        model, x, y, 8
+    )
+    plain = batch_sizes.accuracies(bnk.CNN(normalization=None), "none", 4, (x, y),
+                                   population)
+    assert plain["batch_statistics_accuracy"] is plain["population_accuracy"] is None
+
+
 def test_whole_batches_and_the_learning_rate_rule():
     x, y = np.arange(50), np.arange(50)
     kept, _ = normalizations.whole_batches(x, y, 8, limit=30)
@@ -235,6 +262,8 @@ def test_batch_sizes_stage_writes_every_run(batch_sizes_run):
         assert 0 <= run["test_accuracy"] <= 1
         has_batch_statistics = name in normalizations.BATCH_STATISTICS
         assert (run["batch_statistics_accuracy"] is not None) == has_batch_statistics
+        assert (run["population_accuracy"] is not None) == has_batch_statistics
+        assert run["statistics_batches"] == min(2, 16 // size)
     assert metrics == batch_sizes_stage.headline(results["runs"])
     assert metrics["batch_norm_smallest_batch"] == runs[("batch_norm", 2)][
         "test_accuracy"]

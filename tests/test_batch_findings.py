@@ -10,7 +10,8 @@ from pipeline.experiments import batch_findings
 SIZES = (2, 8, 32)
 
 
-def batch_sizes_details(accuracy, batch_statistics=None, test_images=10_000):
+def batch_sizes_details(accuracy, batch_statistics=None, test_images=10_000,
+                        population=None):
     """Results as the batch_sizes stage writes them; `accuracy` maps a normalization
     to its test accuracies at SIZES."""
     batch_statistics = batch_statistics or {}
@@ -23,6 +24,9 @@ def batch_sizes_details(accuracy, batch_statistics=None, test_images=10_000):
                 "learning_rate": 0.001, "test_accuracy": value,
                 "batch_statistics_accuracy": (
                     batch_statistics.get(name, values)[i] if family else None
+                ),
+                "population_accuracy": (
+                    (population or {}).get(name, values)[i] if family else None
                 ),
                 "wall_seconds": 1.0,
             })
@@ -83,8 +87,8 @@ def test_the_gap_says_which_statistics_cost_more():
     assert "batch statistics cost most at batch 2" in batch_findings.gap_findings(
         worse)[0]
     same = batch_sizes_details({"batch_norm": moving})
-    assert batch_findings.gap_findings(same)[0].endswith("Within the noise at every "
-                                                         "batch size.")
+    assert "Within the noise at every batch size." in batch_findings.gap_findings(
+        same)[0]
     assert batch_findings.gap_findings(
         batch_sizes_details({"group_norm": moving})) == []
 
@@ -160,3 +164,27 @@ def test_recovered_share():
     assert batch_findings.recovered_share(0.9, 0.7, 0.85) == pytest.approx(0.75)
     assert batch_findings.recovered_share(0.9, 0.95, 0.9) != \
         batch_findings.recovered_share(0.9, 0.95, 0.9)  # NaN: BN lost nothing
+
+
+@pytest.mark.parametrize(
+    "population, verdict",
+    [([0.90, 0.95, 0.96], "the recomputed statistics win back 10.0: that much is"),
+     ([0.802, 0.95, 0.96], "are not the moving averages' fault"),
+     ],
+)
+def test_population_statistics_say_how_much_is_the_moving_averages_fault(
+    population, verdict
+):
+    details = batch_sizes_details({"batch_norm": [0.80, 0.95, 0.96]},
+                                  population={"batch_norm": population})
+    [line] = batch_findings.gap_findings(details)
+    assert "With population statistics recomputed after training" in line
+    assert "Of the 16.0 points lost" in line or "16.0 points lost" in line
+    assert verdict in line
+
+
+def test_no_small_batch_loss_leaves_nothing_for_population_statistics():
+    details = batch_sizes_details({"batch_norm": [0.96, 0.96, 0.96]},
+                                  population={"batch_norm": [0.97, 0.96, 0.96]})
+    assert "no loss beyond the noise for them to explain" in (
+        batch_findings.gap_findings(details)[0])

@@ -170,8 +170,48 @@ def gap_findings(details: Details) -> list[str]:
                 f"The batch statistics cost most at batch {widest}: normalizing by "
                 "so few test images is noisier than the moving averages."
             )
+        text += population_sentence(details, name, moving)
         lines.append(text)
     return lines
+
+
+def population_sentence(details: Details, name: str, moving: dict[int, float]) -> str:
+    """How much recomputing the population statistics after training changes the
+    accuracy of `name` (whose moving-statistics accuracies are `moving`): the share
+    of its small-batch loss that is the moving averages' fault. "" if not measured."""
+    population = accuracy_by_batch_size(details, name, "population_accuracy")
+    if not population or all(np.isnan(v) for v in population.values()):
+        return ""
+    sizes = sorted(population)
+    listed = ", ".join(
+        f"{points(population[size] - moving[size])} at {size}" for size in sizes
+    )
+    smallest = sizes[0]
+    best = max(moving, key=lambda b: np.nan_to_num(moving[b], nan=-1))
+    lost = moving[best] - moving[smallest]
+    regained = population[smallest] - moving[smallest]
+    text = (
+        f" With population statistics recomputed after training "
+        f"(`bnk.recompute_statistics`) instead of the moving averages: {listed}."
+    )
+    margin = noise(details, moving[best])
+    if lost <= margin:
+        return text + (
+            f" At batch {smallest} there is no loss beyond the noise for them to "
+            "explain."
+        )
+    if regained > margin:
+        return text + (
+            f" Of the {100 * lost:.1f} points lost at batch {smallest} against batch "
+            f"{best}, the recomputed statistics win back "
+            f"{100 * min(regained, lost):.1f}: that much is the moving averages' "
+            "fault, the rest the training on noisy batch statistics."
+        )
+    return text + (
+        f" The {100 * lost:.1f} points lost at batch {smallest} against batch {best} "
+        "are not the moving averages' fault: recomputed statistics do not win them "
+        "back."
+    )
 
 
 def batch_size_caveats(details: Details) -> str:

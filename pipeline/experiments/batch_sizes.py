@@ -9,7 +9,9 @@ SGD leaves the CNN without normalization untrained, and a linearly scaled rate m
 every variant diverge at the largest batches in a short trial. Then the test
 accuracy in inference mode (for the BN family: with the moving statistics), and for
 the BN family also with the statistics of each test batch of the training batch size
-(the train/inference gap).
+(the train/inference gap), and with population statistics recomputed after training
+by `bnk.recompute_statistics` over training batches of the training size (how much
+of the gap is the moving averages' fault).
 """
 
 import math
@@ -91,21 +93,37 @@ def train_cnn(
     return model, record
 
 
+def statistics_batches(
+    training: tuple[np.ndarray, np.ndarray], batch_size: int, count: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first `count` training batches of `batch_size` of a fresh shuffle (at
+    most one pass), for bnk.recompute_statistics."""
+    batches = training_batches(*training, batch_size, seed + 1)
+    return [batches[i] for i in range(min(count, batches.batches_per_pass))]
+
+
 def accuracies(
     model: bnk.CNN,
     normalization: str,
     batch_size: int,
     test: tuple[np.ndarray, np.ndarray],
+    population: list[tuple[np.ndarray, np.ndarray]],
 ) -> dict[str, float | None]:
-    """Inference-mode accuracy, and for the BN family with batch statistics too
-    (None for the others, which have no moving statistics)."""
-    inference = accuracy(model, *test, INFERENCE_BATCH)
-    batch = (
-        accuracy_with_batch_statistics(model, *test, batch_size)
-        if normalization in BATCH_STATISTICS
-        else None
-    )
-    return {"test_accuracy": inference, "batch_statistics_accuracy": batch}
+    """Inference-mode accuracy; for the BN family also with batch statistics, and
+    with the population statistics recomputed over the batches `population` after
+    training (None for the others, which have no moving statistics)."""
+    result: dict[str, float | None] = {
+        "test_accuracy": accuracy(model, *test, INFERENCE_BATCH),
+        "batch_statistics_accuracy": None,
+        "population_accuracy": None,
+    }
+    if normalization in BATCH_STATISTICS:
+        result["batch_statistics_accuracy"] = accuracy_with_batch_statistics(
+            model, *test, batch_size
+        )
+        bnk.recompute_statistics(model, population)
+        result["population_accuracy"] = accuracy(model, *test, INFERENCE_BATCH)
+    return result
 
 
 def run(config: params.BatchSizes, seed: int, mnist: Path) -> dict:
@@ -128,7 +146,13 @@ def run(config: params.BatchSizes, seed: int, mnist: Path) -> dict:
             model, record = train_cnn(
                 normalization, batch_size, config, seed, training
             )
-            record.update(accuracies(model, normalization, batch_size, test))
+            population = statistics_batches(
+                training, batch_size, config.statistics_batches, seed
+            )
+            record.update(
+                accuracies(model, normalization, batch_size, test, population)
+            )
+            record["statistics_batches"] = len(population)
             runs.append(record)
             print(
                 f"batch_sizes {normalization} batch {batch_size}: test accuracy "
