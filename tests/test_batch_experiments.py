@@ -248,7 +248,7 @@ def non_iid_run(tmp_path_factory):
 
 
 def test_batch_sizes_stage_writes_every_run(batch_sizes_run):
-    _, results, metrics = batch_sizes_run
+    root, results, metrics = batch_sizes_run
     tiny = TINY["batch_sizes"]
     assert results["backend"] == keras.backend.backend()
     assert results["params"] == {**tiny, "seed": TINY["seed"]}
@@ -269,6 +269,14 @@ def test_batch_sizes_stage_writes_every_run(batch_sizes_run):
         "test_accuracy"]
     assert metrics["batch_norm_largest_batch"] == runs[("batch_norm", 4)][
         "test_accuracy"]
+    # The plots file: a row per batch size, a column per normalization.
+    table = (root / stage_path("batch_sizes", "plots")).read_text().splitlines()
+    assert table[0] == ",".join(["batch_size", *params.NORMALIZATIONS])
+    for line, size in zip(table[1:], (2, 4), strict=True):
+        cells = dict(zip(table[0].split(","), line.split(","), strict=True))
+        assert int(cells["batch_size"]) == size and cells["group_norm"] == ""
+        assert float(cells["batch_norm"]) == pytest.approx(
+            runs[("batch_norm", size)]["test_accuracy"], abs=1e-6)
 
 
 def test_non_iid_stage_trains_on_both_kinds_of_batches(non_iid_run):

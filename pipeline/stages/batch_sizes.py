@@ -2,8 +2,9 @@
 
 Runs pipeline.experiments.batch_sizes on the backend KERAS_BACKEND names (Wu & He,
 2018, Figure 1; and the train/inference gap of the BN family). Writes every run and
-the settings, which the report reads, and a metrics file with the headline
-accuracies a reader compares across runs.
+the settings, which the report reads, a metrics file with the headline accuracies a
+reader compares across runs, and a plots file of the test accuracy by batch size
+(`dvc plots show` / `dvc plots diff`).
 """
 
 import time
@@ -38,10 +39,23 @@ def headline(runs: list[dict]) -> dict[str, float | None]:
     return metrics
 
 
+def accuracy_table(runs: list[dict]) -> str:
+    """CSV: a row per batch size, the test accuracy of each normalization in a column
+    of its name (every known one, empty where it did not run or diverged), the
+    columns dvc.yaml's plot names."""
+    accuracy = {(r["normalization"], r["batch_size"]): r["test_accuracy"] for r in runs}
+    lines = [",".join(["batch_size", *params.NORMALIZATIONS])]
+    for size in sorted({r["batch_size"] for r in runs}):
+        values = [accuracy.get((name, size)) for name in params.NORMALIZATIONS]
+        cells = ["" if value is None else f"{value:.6g}" for value in values]
+        lines.append(",".join([str(size), *cells]))
+    return "\n".join(lines) + "\n"
+
+
 @keeps_outputs("batch_sizes")
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    paths = stage_paths(__doc__, argv, "mnist", "results", "metrics")
+    paths = stage_paths(__doc__, argv, "mnist", "results", "metrics", "plots")
     selected_backend()
     config = params.load()
     start = time.perf_counter()
@@ -53,9 +67,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         **measured,
         "wall_seconds": seconds,
     }
-    with atomic_paths(paths.results, paths.metrics) as (results_file, metrics):
+    outputs = (paths.results, paths.metrics, paths.plots)
+    with atomic_paths(*outputs) as (results_file, metrics, plots):
         results_file.write_text(json_text(results))
         metrics.write_text(json_text(headline(measured["runs"])))
+        plots.write_text(accuracy_table(measured["runs"]))
     print(f"wrote {paths.results} and {paths.metrics} ({seconds:.0f} s)")
 
 
