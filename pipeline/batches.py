@@ -151,7 +151,7 @@ class FewClassBatches(ShuffledBatches):
             for label in rng.permutation(len(self.members)):
                 members = rng.permutation(self.members[label])
                 whole = len(members) // self.share * self.share
-                shares.extend(np.split(members[:whole], whole // self.share))
+                shares.extend(members[:whole].reshape(-1, self.share))
             batches = self.batches_per_pass
             kept = np.array(shares[: batches * self.classes_per_batch])
             # Row j: shares j, j + m, j + 2m, ...: different classes.

@@ -59,6 +59,14 @@ def test_few_class_batches_cover_the_data_once_per_pass():
     np.testing.assert_array_equal(again[5][0], batches[5][0])
 
 
+def test_a_class_short_of_a_share_is_left_out():
+    labels = np.repeat([0, 1, 2, 3], [8, 8, 8, 3])  # class 3 fills no share of 4
+    batches = FewClassBatches(np.arange(27), labels, 8, 2, seed=0)
+    assert batches.batches_per_pass == 3
+    seen = np.concatenate([batches[b][0] for b in range(3)])
+    assert sorted(seen) == list(range(24))
+
+
 def test_few_class_batches_refuse_what_they_cannot_make():
     x, y = np.arange(100), np.repeat([0, 1, 2], [80, 10, 10])
     with pytest.raises(ValueError, match="one class fills 40 of the 50 shares"):
@@ -348,3 +356,15 @@ def test_reports_need_the_results(tmp_path, monkeypatch, stage):
     results = stage_path(stage, "results")
     with pytest.raises(SystemExit, match=f"{results} is missing"):
         run_stage(stage)
+
+
+def test_non_iid_fails_clearly_when_the_classes_cannot_fill_batches(
+    tmp_path, monkeypatch
+):
+    config = json.loads(json.dumps(TINY))
+    config["non_iid"].update(batch_size=32, classes_per_batch=2, test_images=32)
+    write_project(tmp_path, config)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="non_iid: 64 training images make no batch"):
+        run_stage("non_iid")
+    assert not stage_path("non_iid", "results").exists()

@@ -45,14 +45,31 @@ def training_stream(
     return FewClassBatches(*training, config.batch_size, config.classes_per_batch, seed)
 
 
+def few_class_batches(
+    data: tuple[np.ndarray, np.ndarray], config: params.NonIid, seed: int, part: str
+) -> FewClassBatches:
+    """FewClassBatches of `data` (`part` names it, "training" or "test"), a
+    DataError if it cannot make them."""
+    try:
+        batches = FewClassBatches(
+            *data, config.batch_size, config.classes_per_batch, seed
+        )
+    except ValueError as error:
+        raise dataset.DataError(f"non_iid, {part} images: {error}") from None
+    if batches.batches_per_pass == 0:
+        raise dataset.DataError(
+            f"non_iid: {len(data[0])} {part} images make no batch of "
+            f"{config.classes_per_batch} classes with {config.batch_size} images."
+        )
+    return batches
+
+
 def few_class_order(
     test: tuple[np.ndarray, np.ndarray], config: params.NonIid, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The test images in batches of `batch_size` made as the training batches are
     (one pass: all but a few shares' worth of the images)."""
-    order = FewClassBatches(
-        *test, config.batch_size, config.classes_per_batch, seed
-    ).order(0)
+    order = few_class_batches(test, config, seed, "test").order(0)
     return test[0][order], test[1][order]
 
 
@@ -96,18 +113,8 @@ def run(config: params.NonIid, seed: int, mnist: Path) -> dict:
     """Every normalization on i.i.d. and on few-class batches, on the file `mnist`."""
     x_train, y_train, _, _ = dataset.load_training(mnist, 0, config.limit)
     training = (x_train, y_train)
-    try:
-        # The steps of one few-class pass: the same number of steps for both.
-        steps = FewClassBatches(
-            *training, config.batch_size, config.classes_per_batch, seed
-        ).batches_per_pass
-    except ValueError as error:
-        raise dataset.DataError(f"non_iid: {error}") from None
-    if steps == 0:
-        raise dataset.DataError(
-            f"non_iid: {len(x_train)} training images make no batch of "
-            f"{config.classes_per_batch} classes with {config.batch_size} images."
-        )
+    # The steps of one few-class pass: the same number of steps for both.
+    steps = few_class_batches(training, config, seed, "training").batches_per_pass
     x_test, y_test = dataset.load_test(mnist)
     test = whole_batches(x_test, y_test, config.batch_size, config.test_images)
     few_class_test = few_class_order(test, config, seed)
