@@ -96,6 +96,7 @@ class BatchStatisticsCNN(keras.Model):
     def __init__(self, cnn: bnk.CNN, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cnn = cnn
+        # bnk.CNN names its normalization layers "bn1", "bn2", whatever their kind.
         self.normalizers = [
             layer
             for block in cnn.blocks
