@@ -63,6 +63,11 @@ links = [
 ]
 links.append("- [What batch normalization buys](bn_experiment.html): Ioffe & Szegedy's "
              "Figure 1, and the CNN with and without BN")
+links.append("- [Batch normalization and the batch size](batch_sizes.html): BN, ghost "
+             "BN, Batch Renorm, GroupNorm, LayerNorm and none from batches of 2 up "
+             "(Wu & He, Figure 1), and BN's train/inference gap")
+links.append("- [Non-i.i.d. batches](non_iid.html): BN and Batch Renorm trained on "
+             "batches of a few classes (Ioffe 2017, section 4.2)")
 display(Markdown("\n".join(links)))
 
 # %% [markdown]

@@ -108,3 +108,67 @@ class _StartAtEpoch(keras.callbacks.Callback):
         if not self.started:
             self.batches.first_batch = epoch * self.batches.batches_per_pass
             self.started = True
+
+
+class FewClassBatches(ShuffledBatches):
+    """Like ShuffledBatches, but each batch holds `classes_per_batch` classes only,
+    `batch_size / classes_per_batch` examples of each: non-i.i.d. batches.
+
+    Pass `p` draws from `numpy.random.default_rng([seed, p])`: a random order of the
+    classes, each class's examples shuffled and cut into shares of a batch (a class's
+    remainder short of a share is left out of that pass); the shares laid end to end
+    class by class, and share `j` joined with shares `j + m`, `j + 2m`, ... (`m` the
+    number of batches), which lie in other classes because no class fills `m` shares;
+    then the batches in a random order. So every batch mixes that many classes, each
+    pass visits each example at most once, and all but a few shares' worth of them.
+
+    Args:
+        x: inputs, a NumPy array with examples on the first axis.
+        y: integer class labels, one per example.
+        batch_size: examples per batch, a multiple of `classes_per_batch`.
+        classes_per_batch: classes in every batch, at least 2.
+        seed: the order's seed; the same seed gives the same batches everywhere.
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        classes_per_batch: int,
+        seed: int,
+    ) -> None:
+        super().__init__(x, y, batch_size, seed)
+        if classes_per_batch < 2 or batch_size % classes_per_batch:
+            raise ValueError(
+                f"batch_size={batch_size} must be a multiple of classes_per_batch="
+                f"{classes_per_batch}, which must be at least 2."
+            )
+        self.classes_per_batch = classes_per_batch
+        self.share = batch_size // classes_per_batch
+        self.members = [np.flatnonzero(y == label) for label in np.unique(y)]
+        shares = [len(members) // self.share for members in self.members]
+        self.batches_per_pass = sum(shares) // classes_per_batch
+        if max(shares) > self.batches_per_pass:
+            raise ValueError(
+                f"No {classes_per_batch} different classes for every batch: one "
+                f"class fills {max(shares)} of the {sum(shares)} shares of "
+                f"{self.share} examples, more than 1/{classes_per_batch} of them."
+            )
+
+    def order(self, pass_index: int) -> np.ndarray:
+        if pass_index != self._pass:
+            rng = np.random.default_rng([self.seed, pass_index])
+            shares = []
+            for label in rng.permutation(len(self.members)):
+                members = rng.permutation(self.members[label])
+                whole = len(members) // self.share * self.share
+                shares.extend(members[:whole].reshape(-1, self.share))
+            batches = self.batches_per_pass
+            kept = np.array(shares[: batches * self.classes_per_batch])
+            # Row j: shares j, j + m, j + 2m, ...: different classes.
+            joined = kept.reshape(self.classes_per_batch, batches, self.share)
+            joined = joined.transpose(1, 0, 2).reshape(batches, self.batch_size)
+            self._pass = pass_index
+            self._order = joined[rng.permutation(batches)].reshape(-1)
+        return self._order

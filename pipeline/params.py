@@ -30,6 +30,17 @@ from pipeline.sources import SOURCES
 PARAMS_FILE = Path("params.yaml")
 FETCH_SOURCES = tuple(SOURCES)
 MLP_UNITS = 100  # per hidden layer of Ioffe & Szegedy's Figure 1 network
+# The normalizations of the batch experiments (pipeline/experiments/normalizations.py).
+NORMALIZATIONS = (
+    "batch_norm",
+    "ghost_batch_norm",
+    "batch_renorm",
+    "group_norm",
+    "layer_norm",
+    "none",
+)
+CNN_CHANNELS = (32, 64)  # bnk.CNN's two convolutions: GroupNorm's groups divide both
+TEST_IMAGES = 10_000
 
 
 class ParamsError(PipelineError, ValueError):
@@ -129,6 +140,28 @@ LearningRates = Annotated[
         "a non-empty list of positive numbers",
         tuple,
     ),
+]
+BatchSizeList = Annotated[
+    tuple[PositiveInt, ...],
+    _rule(
+        lambda v: isinstance(v, list) and v != [] and len(set(v)) == len(v),
+        "a non-empty list of distinct positive integers",
+        tuple,
+    ),
+]
+Normalizations = Annotated[
+    tuple[str, ...],
+    _rule(
+        lambda v: isinstance(v, list)
+        and v != []
+        and len(set(v)) == len(v)
+        and set(v) <= set(NORMALIZATIONS),
+        f"a non-empty list of distinct names from {', '.join(NORMALIZATIONS)}",
+        tuple,
+    ),
+]
+NonNegativeFloat = Annotated[
+    float, _rule(lambda v: _number(v) and v >= 0, "a number >= 0", float)
 ]
 SigmoidUnit = Annotated[
     int,
@@ -272,6 +305,104 @@ class Experiment(Section):
     cnn: Cnn
 
 
+class RenormClipping(Section):
+    """Batch Renorm's bounds: r in [rmin, rmax], d in [-dmax, dmax]."""
+
+    rmax: PositiveFloat
+    rmin: PositiveFloat
+    dmax: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _around_one(self):
+        if not self.rmin <= 1 <= self.rmax:
+            raise _WholeMessage(
+                f"`renorm_clipping` needs rmin <= 1 <= rmax, got rmin={self.rmin}, "
+                f"rmax={self.rmax}."
+            )
+        return self
+
+
+class Normalizers(Section):
+    """The settings of the normalizations of pipeline/experiments/normalizations.py."""
+
+    ghost_batch_size: PositiveInt
+    groups: PositiveInt
+    renorm_clipping: RenormClipping
+    renorm_momentum: Fraction
+
+    @model_validator(mode="after")
+    def _groups_divide_the_channels(self):
+        if any(channels % self.groups for channels in CNN_CHANNELS):
+            raise _WholeMessage(
+                f"`normalizers.groups`={self.groups} must divide the CNN's "
+                f"{' and '.join(map(str, CNN_CHANNELS))} channels."
+            )
+        return self
+
+
+def _test_images_check(section, test_images, batch_size):
+    if not batch_size <= test_images <= TEST_IMAGES:
+        raise _WholeMessage(
+            f"`{section}.test_images`={test_images} must be between the largest batch "
+            f"size ({batch_size}) and the {TEST_IMAGES} MNIST test images."
+        )
+
+
+class BatchSizes(Section):
+    batch_sizes: BatchSizeList
+    normalizations: Normalizations
+    epochs: PositiveInt
+    learning_rate: PositiveFloat
+    reference_batch_size: PositiveInt
+    limit: OptionalPositiveInt
+    test_images: PositiveInt
+    statistics_batches: PositiveInt
+    normalizers: Normalizers
+
+    @model_validator(mode="after")
+    def _fits_the_data(self):
+        largest = max(self.batch_sizes)
+        if self.limit is not None and not largest <= self.limit <= TRAINING_IMAGES:
+            raise _WholeMessage(
+                f"`batch_sizes.limit`={self.limit} must be between the largest batch "
+                f"size ({largest}) and the {TRAINING_IMAGES} training images."
+            )
+        _test_images_check("batch_sizes", self.test_images, largest)
+        return self
+
+
+class NonIid(Section):
+    batch_size: PositiveInt
+    classes_per_batch: Annotated[
+        int,
+        _rule(lambda v: _integer(v) and 2 <= v <= 5, "an integer from 2 to 5"),
+    ]
+    normalizations: Normalizations
+    epochs: PositiveInt
+    learning_rate: PositiveFloat
+    limit: OptionalPositiveInt
+    test_images: PositiveInt
+    normalizers: Normalizers
+
+    @model_validator(mode="after")
+    def _fits_the_data(self):
+        if self.batch_size % self.classes_per_batch:
+            raise _WholeMessage(
+                f"`non_iid.batch_size`={self.batch_size} must be a multiple of "
+                f"`non_iid.classes_per_batch`={self.classes_per_batch}: each class "
+                "fills an equal share of a batch."
+            )
+        if self.limit is not None and not (
+            self.batch_size <= self.limit <= TRAINING_IMAGES
+        ):
+            raise _WholeMessage(
+                f"`non_iid.limit`={self.limit} must be between `non_iid.batch_size` "
+                f"({self.batch_size}) and the {TRAINING_IMAGES} training images."
+            )
+        _test_images_check("non_iid", self.test_images, self.batch_size)
+        return self
+
+
 class Params(Section):
     """The whole of params.yaml: one section per stage, and the seed they share."""
 
@@ -282,6 +413,8 @@ class Params(Section):
     compare: Compare
     report: Report
     experiment: Experiment
+    batch_sizes: BatchSizes
+    non_iid: NonIid
 
 
 def _dotted(location):

@@ -42,7 +42,19 @@ def tiny_params():
     config["experiment"]["mlp"].update(steps=20, eval_every=10, batch_size=12, unit=3)
     config["experiment"]["cnn"].update(steps=4, eval_every=2, batch_size=8,
                                        learning_rates=[0.001], validation=16)
+    config["batch_sizes"].update(TINY_BATCH_SIZES)
+    config["non_iid"].update(TINY_NON_IID)
     return config
+
+
+# The batch experiments at a few steps on a few images, with BN only (each run
+# compiles its own model; tests/test_batch_experiments.py builds every choice).
+TINY_BATCH_SIZES = {"batch_sizes": [2, 4], "epochs": 1, "limit": 16,
+                    "normalizations": ["batch_norm"], "test_images": 16,
+                    "statistics_batches": 2}
+TINY_NON_IID = {"batch_size": 4, "classes_per_batch": 2,
+                "normalizations": ["batch_norm"], "epochs": 1, "limit": 64,
+                "test_images": 32}
 
 
 # Pipeline params small enough for a test, and a scratch project that uses them.

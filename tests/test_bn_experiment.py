@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import tiny_params
 from stages import run_stage, stage_path
+from synthetic_project import synthetic_mnist, write_project
 
 from pipeline import params
 from pipeline.experiments import figure1, findings, runs
@@ -31,35 +32,11 @@ TINY["experiment"] = {
 }
 
 
-def synthetic_mnist(rng, train=240, test=50):
-    """Images whose label is a bright band of rows (learnable), plus noise."""
-
-    def make(n):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for image, label in zip(images, labels, strict=True):
-            image[2 * label + 4: 2 * label + 6] = 255
-        return images, labels.astype(np.uint8)
-
-    x_train, y_train = make(train)
-    x_test, y_test = make(test)
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-
-
-def write_project(root, config=TINY, rng=None):
-    (root / "params.yaml").write_text(yaml.safe_dump(config))
-    (root / "data").mkdir(exist_ok=True)
-    data = synthetic_mnist(rng or np.random.default_rng(0))
-    np.savez(root / "data/mnist.npz", **data)
-    (root / "state").mkdir(exist_ok=True)
-    (root / "state/backend.txt").write_text(keras.backend.backend() + "\n")
-
-
 @pytest.fixture(scope="module")
 def stage_run(tmp_path_factory):
     """The stage's main() once, in a scratch project: (root, metrics)."""
     root = tmp_path_factory.mktemp("bn_experiment")
-    write_project(root)
+    write_project(root, TINY)
     cwd = os.getcwd()
     os.chdir(root)
     try:

@@ -16,7 +16,7 @@ import keras
 import psutil
 import pytest
 import yaml
-from conftest import BACKENDS, in_one_suite_run
+from conftest import BACKENDS, TINY_BATCH_SIZES, TINY_NON_IID, in_one_suite_run
 from dvc_project import dvc, run, scratch_project
 from stages import stage_path
 
@@ -30,6 +30,8 @@ def project(tmp_path_factory):
         config["experiment"]["cnn"].update(
             steps=4, eval_every=2, batch_size=8, learning_rates=[0.001], limit=64
         )
+        config["batch_sizes"].update(TINY_BATCH_SIZES)
+        config["non_iid"].update(TINY_NON_IID)
 
     return scratch_project(tmp_path_factory.mktemp("project"), tiny)
 
@@ -73,6 +75,9 @@ def test_whole_pipeline_renders_the_report(project):
     index = (project / stage_path("index", "output")).with_suffix(".html").read_text()
     assert "<title>bnk: results on every backend</title>" in index
     assert f'href="{backend}.html"' in index and 'href="bn_experiment.html"' in index
+    for stage in ("batch_sizes_report", "non_iid_report"):
+        report = (project / stage_path(stage, "output")).with_suffix(".html")
+        assert report.stat().st_size > 0 and f'href="{report.name}"' in index
     # Everything is up to date but the stage that by design always runs.
     status = run(dvc("status", "--json"), project, backend).stdout
     assert set(json.loads(status)) <= {"backend"}

@@ -30,10 +30,11 @@ def aligned(
 
 
 def steps_per_execution(eval_every: int) -> int:
-    """Several compiled steps per call where Keras allows it (not on torch)."""
+    """Several compiled steps per call where Keras allows it (not on torch): the
+    largest divisor of `eval_every` up to 50, so that calls end on evaluations."""
     if keras.backend.backend() == "torch":
         return 1
-    return math.gcd(eval_every, 50)
+    return max(d for d in range(1, min(eval_every, 50) + 1) if eval_every % d == 0)
 
 
 def training_batches(
