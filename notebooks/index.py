@@ -63,6 +63,8 @@ links = [
 ]
 links.append("- [What batch normalization buys](bn_experiment.html): Ioffe & Szegedy's "
              "Figure 1, and the CNN with and without BN")
+links.append("- [Is it internal covariate shift?](covariate_shift.html): noisy BN, and "
+             "the loss landscape with and without BN (Santurkar et al., 2018)")
 display(Markdown("\n".join(links)))
 
 # %% [markdown]

@@ -272,6 +272,42 @@ class Experiment(Section):
     cnn: Cnn
 
 
+class Noise(Section):
+    """DistributionNoise after each BN of the "noisy BN" variant."""
+
+    mean: Annotated[
+        float, _rule(lambda v: _number(v) and v >= 0, "a number >= 0", float)
+    ]
+    max_scale: Annotated[
+        float, _rule(lambda v: _number(v) and v >= 1, "a number >= 1", float)
+    ]
+
+
+StepSizes = LearningRates  # the same rule: a non-empty list of positive numbers
+
+
+class CovariateShift(Section):
+    steps: PositiveInt
+    probe_every: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: PositiveFloat
+    momentum: Fraction
+    validation: PositiveInt
+    limit: OptionalPositiveInt
+    noise: Noise
+    step_sizes: StepSizes
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.steps % self.probe_every:
+            raise _WholeMessage(
+                f"`covariate_shift.steps`={self.steps} must be a multiple of "
+                f"`covariate_shift.probe_every`={self.probe_every}."
+            )
+        _split_check("covariate_shift", self.validation, self.limit)
+        return self
+
+
 class Params(Section):
     """The whole of params.yaml: one section per stage, and the seed they share."""
 
@@ -282,6 +318,7 @@ class Params(Section):
     compare: Compare
     report: Report
     experiment: Experiment
+    covariate_shift: CovariateShift
 
 
 def _dotted(location):

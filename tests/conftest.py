@@ -34,6 +34,8 @@ def tiny_params():
     config["experiment"]["mlp"].update(steps=20, eval_every=10, batch_size=12, unit=3)
     config["experiment"]["cnn"].update(steps=4, eval_every=2, batch_size=8,
                                        learning_rates=[0.001], validation=16)
+    config["covariate_shift"].update(steps=4, probe_every=2, batch_size=8,
+                                     validation=16, limit=64, step_sizes=[0.01, 0.1])
     return config
 
 

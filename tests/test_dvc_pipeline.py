@@ -16,7 +16,7 @@ import keras
 import psutil
 import pytest
 import yaml
-from conftest import BACKENDS, in_one_suite_run
+from conftest import BACKENDS, in_one_suite_run, tiny_params
 from dvc_project import dvc, run, scratch_project
 from stages import stage_path
 
@@ -30,6 +30,7 @@ def project(tmp_path_factory):
         config["experiment"]["cnn"].update(
             steps=4, eval_every=2, batch_size=8, learning_rates=[0.001], limit=64
         )
+        config["covariate_shift"] = tiny_params()["covariate_shift"]
 
     return scratch_project(tmp_path_factory.mktemp("project"), tiny)
 
@@ -73,6 +74,9 @@ def test_whole_pipeline_renders_the_report(project):
     index = (project / stage_path("index", "output")).with_suffix(".html").read_text()
     assert "<title>bnk: results on every backend</title>" in index
     assert f'href="{backend}.html"' in index and 'href="bn_experiment.html"' in index
+    assert 'href="covariate_shift.html"' in index
+    shift = project / stage_path("covariate_shift_report", "output")
+    assert "Is it internal covariate shift?" in shift.with_suffix(".html").read_text()
     # Everything is up to date but the stage that by design always runs.
     status = run(dvc("status", "--json"), project, backend).stdout
     assert set(json.loads(status)) <= {"backend"}
