@@ -187,7 +187,7 @@ def test_plots_file_is_the_probe_table(stage_run):
     plots = (root / stage_path("covariate_shift", "plots")).read_text()
     assert plots == covariate_shift_findings.probes_csv(results)
     header, *rows = plots.splitlines()
-    assert header.startswith("step,plain_val_accuracy,") and len(rows) == 3
+    assert header.startswith("training_step,plain_val_accuracy,") and len(rows) == 3
 
 
 def write_project(root, config=TINY):

@@ -117,8 +117,15 @@ def test_noisy_bn_level_with_bn_and_ahead_of_plain_agrees_with_the_paper():
     assert "noisy BN is level with BN and ahead of the network without BN" in text
     # mean accuracies after step 0: BN 94%, noisy BN 91.83%, plain 53.33%: 95% kept
     assert "learned faster than the network without BN, keeping 95% of BN's" in text
-    assert "As in the paper" in text
+    assert "As in the paper" in text and "slower than BN" not in text
     assert "96.50% with noisy BN" in text
+
+
+def test_noisy_bn_level_with_bn_at_the_end_but_slower_on_the_way_is_said():
+    # mean accuracies after step 0: BN 94%, noisy BN 68.83%, plain 53.33%: 38% kept
+    text = f.training_findings(make_details(noisy=(0.1, 0.3, 0.8, 0.965)))
+    assert "As in the paper" in text
+    assert "on the way it is slower than BN (the 38% above)" in text
 
 
 def test_noisy_bn_far_behind_bn_disagrees_with_the_paper():
@@ -154,7 +161,13 @@ def test_landscape_verdict_follows_the_measures():
     smooth = f.landscape_findings(make_details())
     assert "as in the paper (its Figure 4)" in smooth
     assert "smaller with BN at 3 of 3 probes" in smooth
-    assert "BN's gradients were 2.0 times as long" in smooth
+    assert "BN's gradients were 2.0 times as long (median), so its points lie " \
+        "further away by that factor" in smooth
+    level = [SMOOTH[0]] + [probe(0.5, [0.9, 3.0], [1.0, 4.0], gradient_norm=1.04)
+                           for _ in STEPS[1:]]
+    assert "about as long with BN as without (median ratio 0.96)" in (
+        f.landscape_findings(make_details(plain_landscape=level))
+    )
     rough = f.landscape_findings(
         make_details(bn_landscape=ROUGH, plain_landscape=SMOOTH)
     )
@@ -182,7 +195,7 @@ def test_probes_csv_has_a_row_per_probe_and_blanks_where_undefined():
     details["plain"]["val_accuracy"][2] = None  # diverged
     header, *rows = f.probes_csv(details).splitlines()
     assert header.split(",") == [
-        "step",
+        "training_step",
         "plain_val_accuracy", "bn_val_accuracy", "noisy_bn_val_accuracy",
         "plain_input_shift", "bn_input_shift", "noisy_bn_input_shift",
         "plain_loss_spread", "bn_loss_spread",

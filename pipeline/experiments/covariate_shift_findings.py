@@ -23,6 +23,8 @@ from pipeline.experiments.findings import (
 
 Details = Mapping[str, Any]
 LABELS = {"plain": "without BN", "bn": "with BN", "noisy_bn": "with noisy BN"}
+#: Below this share of BN's lead in mean accuracy kept, noisy BN is "slower than BN".
+KEPT_LEAD = 0.75
 #: A probe whose loss is within this of ln(10) is on the plateau of a network that has
 #: not started to learn (a uniform guess over the 10 digits).
 PLATEAU_MARGIN = 0.05
@@ -131,9 +133,9 @@ def headline(details: Details) -> dict[str, float | None]:
 
 def probes_csv(details: Details) -> str:
     """The plots file `dvc plots` draws (and `dvc plots diff` compares between runs):
-    one row per probe, its step, each variant's validation accuracy and input shift
-    since the probe before (empty at step 0), and with and without BN the loss spread
-    along the gradient."""
+    one row per probe, its training step, each variant's validation accuracy and
+    input shift since the probe before (empty at step 0), and with and without BN the
+    loss spread along the gradient."""
     shifts = {
         v: [None, *input_shift(details[v]["input_mean"], details[v]["input_std"])]
         for v in LABELS
@@ -142,7 +144,8 @@ def probes_csv(details: Details) -> str:
         v: landscape_series(details, v)["loss_spread"] for v in ("plain", "bn")
     }
     columns = {
-        "step": details["steps"],
+        # Not "step": DVC's own name for a plot's row index.
+        "training_step": details["steps"],
         **{f"{v}_val_accuracy": details[v]["val_accuracy"] for v in LABELS},
         **{f"{v}_input_shift": shifts[v] for v in LABELS},
         **{f"{v}_loss_spread": spreads[v] for v in spreads},
@@ -230,8 +233,12 @@ def training_findings(details: Details) -> str:
     if level_with_bn and better:
         text += (
             "As in the paper (its Figure 2), the noise that unsettles every BN "
-            "output takes little or nothing of what BN buys."
+            "output does not stop noisy BN from ending level with BN and training "
+            "better than the network without BN"
         )
+        if lead > noise and kept < KEPT_LEAD:
+            text += f"; on the way it is slower than BN (the {100 * kept:.0f}% above)"
+        text += "."
     elif level_with_bn:
         text += (
             "The paper's noisy BN also beat the network without BN (its Figure 2); "
@@ -324,11 +331,17 @@ def landscape_findings(details: Details) -> str:
     ratio = (med["bn"]["gradient_norm"] or 0) / max(
         med["plain"]["gradient_norm"] or 0, 1e-12
     )
-    text += (
-        f" The steps are the same multiples of the gradient for both, and BN's "
-        f"gradients were {ratio:.1f} times as long (median), so BN's points lie "
-        f"that much further away."
-    )
+    text += " The steps are the same multiples of the gradient for both; "
+    if abs(np.log(max(ratio, 1e-12))) < np.log(1.1):
+        text += (
+            f"the gradients were about as long with BN as without (median ratio "
+            f"{ratio:.2f}), so both probes reach about as far."
+        )
+    else:
+        text += (
+            f"BN's gradients were {ratio:.1f} times as long (median), so its points "
+            f"lie {'further away' if ratio > 1 else 'closer'} by that factor."
+        )
     plateau = [
         step
         for step, loss in zip(details["steps"], series["plain"]["loss"], strict=True)
