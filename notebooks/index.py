@@ -68,6 +68,8 @@ links.append("- [Batch normalization and the batch size](batch_sizes.html): BN, 
              "(Wu & He, Figure 1), and BN's train/inference gap")
 links.append("- [Non-i.i.d. batches](non_iid.html): BN and Batch Renorm trained on "
              "batches of a few classes (Ioffe 2017, section 4.2)")
+links.append("- [Is it internal covariate shift?](covariate_shift.html): noisy BN, and "
+             "the loss landscape with and without BN (Santurkar et al., 2018)")
 display(Markdown("\n".join(links)))
 
 # %% [markdown]

@@ -62,7 +62,7 @@ class ShuffledBatches(keras.utils.PyDataset):
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.seed = seed
-        self.share = share
+        self.process_share = share
         self.batches_per_pass = math.ceil(len(x) / batch_size)
         self.first_batch = 0
         self._pass, self._order = None, None
@@ -86,7 +86,7 @@ class ShuffledBatches(keras.utils.PyDataset):
 
     def __getitem__(self, batch: int) -> Batch:
         picked = self.indices(batch)
-        return self.share((self.x[picked], self.y[picked]))
+        return self.process_share((self.x[picked], self.y[picked]))
 
     def start_at_resumed_epoch(self) -> keras.callbacks.Callback:
         """A callback that starts the stream at the epoch `fit` starts at.

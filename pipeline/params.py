@@ -400,6 +400,39 @@ class NonIid(Section):
                 f"({self.batch_size}) and the {TRAINING_IMAGES} training images."
             )
         _test_images_check("non_iid", self.test_images, self.batch_size)
+class Noise(Section):
+    """DistributionNoise after each BN of the "noisy BN" variant."""
+
+    mean: Annotated[
+        float, _rule(lambda v: _number(v) and v >= 0, "a number >= 0", float)
+    ]
+    max_scale: Annotated[
+        float, _rule(lambda v: _number(v) and v >= 1, "a number >= 1", float)
+    ]
+
+
+StepSizes = LearningRates  # the same rule: a non-empty list of positive numbers
+
+
+class CovariateShift(Section):
+    steps: PositiveInt
+    probe_every: PositiveInt
+    batch_size: PositiveInt
+    learning_rate: PositiveFloat
+    momentum: Fraction
+    validation: PositiveInt
+    limit: OptionalPositiveInt
+    noise: Noise
+    step_sizes: StepSizes
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.steps % self.probe_every:
+            raise _WholeMessage(
+                f"`covariate_shift.steps`={self.steps} must be a multiple of "
+                f"`covariate_shift.probe_every`={self.probe_every}."
+            )
+        _split_check("covariate_shift", self.validation, self.limit)
         return self
 
 
@@ -415,6 +448,7 @@ class Params(Section):
     experiment: Experiment
     batch_sizes: BatchSizes
     non_iid: NonIid
+    covariate_shift: CovariateShift
 
 
 def _dotted(location):

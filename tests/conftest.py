@@ -44,6 +44,8 @@ def tiny_params():
                                        learning_rates=[0.001], validation=16)
     config["batch_sizes"].update(TINY_BATCH_SIZES)
     config["non_iid"].update(TINY_NON_IID)
+    config["covariate_shift"].update(steps=4, probe_every=2, batch_size=8,
+                                     validation=16, limit=64, step_sizes=[0.01, 0.1])
     return config
 
 

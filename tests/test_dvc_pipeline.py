@@ -16,7 +16,13 @@ import keras
 import psutil
 import pytest
 import yaml
-from conftest import BACKENDS, TINY_BATCH_SIZES, TINY_NON_IID, in_one_suite_run
+from conftest import (
+    BACKENDS,
+    TINY_BATCH_SIZES,
+    TINY_NON_IID,
+    in_one_suite_run,
+    tiny_params,
+)
 from dvc_project import dvc, run, scratch_project
 from stages import stage_path
 
@@ -32,6 +38,7 @@ def project(tmp_path_factory):
         )
         config["batch_sizes"].update(TINY_BATCH_SIZES)
         config["non_iid"].update(TINY_NON_IID)
+        config["covariate_shift"] = tiny_params()["covariate_shift"]
 
     return scratch_project(tmp_path_factory.mktemp("project"), tiny)
 
@@ -78,6 +85,9 @@ def test_whole_pipeline_renders_the_report(project):
     for stage in ("batch_sizes_report", "non_iid_report"):
         report = (project / stage_path(stage, "output")).with_suffix(".html")
         assert report.stat().st_size > 0 and f'href="{report.name}"' in index
+    assert 'href="covariate_shift.html"' in index
+    shift = project / stage_path("covariate_shift_report", "output")
+    assert "Is it internal covariate shift?" in shift.with_suffix(".html").read_text()
     # Everything is up to date but the stage that by design always runs.
     status = run(dvc("status", "--json"), project, backend).stdout
     assert set(json.loads(status)) <= {"backend"}

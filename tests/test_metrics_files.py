@@ -12,7 +12,8 @@ from stages import stage_path
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
 METRICS = [
-    stage_path(stage, "metrics") for stage in ("train", "evaluate", "bn_experiment")
+    stage_path(stage, "metrics")
+    for stage in ("train", "evaluate", "bn_experiment", "covariate_shift")
 ]
 # A terminal beside an editor, or a laptop's full-width one.
 SCREEN_COLUMNS = 160

@@ -70,7 +70,9 @@ def run(config: params.Cnn, seed: int, mnist: Path) -> dict:
     x_train, y_train, x_val, y_val = dataset.load_training(
         mnist, config.validation, config.limit
     )
-    training = aligned(x_train, y_train, config.batch_size, config.eval_every, "cnn")
+    training = aligned(
+        x_train, y_train, config.batch_size, config.eval_every, "experiment.cnn"
+    )
     runs = []
     for learning_rate in config.learning_rates:
         for batch_norm in (True, False):

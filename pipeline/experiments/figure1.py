@@ -154,7 +154,7 @@ def run(config: params.Mlp, seed: int, mnist: Path) -> dict:
         y_train,
         config.batch_size,
         config.eval_every,
-        "mlp",
+        "experiment.mlp",
     )
     test = (x_test.reshape(-1, PIXELS), y_test)
     result: dict = {

@@ -15,16 +15,22 @@ class DataError(PipelineError, ValueError):
 
 
 def aligned(
-    x: np.ndarray, y: np.ndarray, batch_size: int, eval_every: int, part: str
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    eval_every: int,
+    section: str,
+    every_key: str = "eval_every",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first multiple of `batch_size * eval_every` images, so that the evaluations
-    fall on whole passes wherever they can; `part` names the params section."""
+    fall on whole passes wherever they can; `section` names the params section and
+    `every_key` its key of `eval_every`."""
     block = batch_size * eval_every
     keep = len(x) // block * block
     if keep == 0:
         raise DataError(
-            f"experiment.{part}: {len(x)} training images are fewer than one block of "
-            f"batch_size * eval_every = {block}."
+            f"{section}: {len(x)} training images are fewer than one block of "
+            f"batch_size * {every_key} = {block}."
         )
     return x[:keep], y[:keep]
 

@@ -1,10 +1,10 @@
 """Stage `check`: every parameter and the MNIST file, checked before the costly stages.
 
-DVC deletes a stage's outputs before running its command. `train`, `evaluate` and
-`bn_experiment` cannot keep theirs with `persist: true`, which would turn off the
-run-cache that restores them when the backend is switched back. So they depend on
-this cheap stage: DVC runs it first, and a bad parameter or data file stops
-`dvc repro` here, before it touches their outputs. Its output records what was
+DVC deletes a stage's outputs before running its command. `train`, `evaluate`,
+`bn_experiment` and `covariate_shift` cannot keep theirs with `persist: true`, which
+would turn off the run-cache that restores them when the backend is switched back. So
+they depend on this cheap stage: DVC runs it first, and a bad parameter or data file
+stops `dvc repro` here, before it touches their outputs. Its output records what was
 checked; it depends only on the data, not on the backend, so it leaves the run-cache
 keys of the stages after it unchanged across backend switches.
 """
@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     x_train, _, x_val, _ = dataset.training_split(paths.mnist, "train", config.train)
     dataset.training_split(paths.mnist, "compare", config.compare)
     dataset.training_split(paths.mnist, "experiment.cnn", config.experiment.cnn)
+    dataset.training_split(paths.mnist, "covariate_shift", config.covariate_shift)
     x_test, _ = dataset.load_test(paths.mnist)
     write_json(
         paths.output,
