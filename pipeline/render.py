@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import nbconvert
@@ -22,6 +23,8 @@ import nbformat
 import papermill
 
 from pipeline.atomic import atomic_paths
+from pipeline.backends import recorded_backend
+from pipeline.cli import stage_paths
 from pipeline.errors import PipelineError
 
 KERNEL_NAME = "bnk-project-python"
@@ -153,3 +156,24 @@ def render_report(
             f"{notebook} failed under {backend} ({reason}); the failed notebook is "
             f"{failed_notebook(output_stem)}, and the previous report is unchanged."
         ) from None
+
+
+def render_experiment_report(
+    doc: str, argv: Sequence[str] | None, experiment: str, title: str
+) -> None:
+    """The `main` of an experiment's report stage (`<experiment>_report`): the
+    experiment's notebook executed on its results, under the backend the
+    experiment ran on (the `backend` stage's record) -> `<output>.ipynb` and
+    `.html`. Fails, keeping the previous page, as `render_report` does."""
+    paths = stage_paths(doc, argv, "notebook", "output", "results", "backend")
+    if not paths.results.exists():
+        raise PipelineError(
+            f"{paths.results} is missing: run `dvc repro {experiment}` first."
+        )
+    render_report(
+        paths.notebook,
+        paths.output,
+        {"results_path": str(paths.results)},
+        recorded_backend(paths.backend),
+        title,
+    )

@@ -105,3 +105,15 @@ def test_a_parameter_the_notebook_does_not_declare_fails_the_report(
     ):
         run_stage("report", notebook=bare)
     assert not stage_path("report", "output").with_suffix(".ipynb").exists()
+
+
+@pytest.mark.parametrize(
+    "experiment", ["bn_experiment", "batch_sizes", "non_iid", "covariate_shift"]
+)
+def test_an_experiment_report_without_results_names_the_stage_to_run(
+    workdir, experiment
+):
+    report = f"{experiment}_report"
+    with pytest.raises(SystemExit, match=rf"is missing: run `dvc repro {experiment}`"):
+        run_stage(report)
+    assert not stage_path(report, "output").with_suffix(".html").exists()

@@ -1,32 +1,18 @@
-"""Stage `batch_sizes_report`: the batch-size experiment's notebook, executed and
-rendered.
-
-Runs under the backend the experiment ran on (the `backend` stage's record), on the
-experiment's results -> `<output>.ipynb` and `.html`. Fails, keeping the previous
-page, as the report stage does.
+"""Stage `batch_sizes_report`: the batch-size experiment's notebook, executed on
+its results and rendered (see
+`pipeline.render.render_experiment_report`).
 """
 
 from collections.abc import Sequence
 
-from pipeline.backends import recorded_backend
-from pipeline.cli import stage_paths
-from pipeline.errors import PipelineError, one_line_errors
-from pipeline.render import render_report
+from pipeline.errors import one_line_errors
+from pipeline.render import render_experiment_report
 
 
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    paths = stage_paths(__doc__, argv, "notebook", "output", "results", "backend")
-    if not paths.results.exists():
-        raise PipelineError(
-            f"{paths.results} is missing: run `dvc repro batch_sizes` first."
-        )
-    render_report(
-        paths.notebook,
-        paths.output,
-        {"results_path": str(paths.results)},
-        recorded_backend(paths.backend),
-        "bnk: batch normalization and the batch size",
+    render_experiment_report(
+        __doc__, argv, "batch_sizes", "bnk: batch normalization and the batch size"
     )
 
 
