@@ -400,6 +400,9 @@ class NonIid(Section):
                 f"({self.batch_size}) and the {TRAINING_IMAGES} training images."
             )
         _test_images_check("non_iid", self.test_images, self.batch_size)
+        return self
+
+
 class Noise(Section):
     """DistributionNoise after each BN of the "noisy BN" variant."""
 
