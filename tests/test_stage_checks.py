@@ -178,3 +178,10 @@ def test_backend_comes_from_keras_config_file(tmp_path, variable):
                    cwd=tmp_path, env=env, check=True, capture_output=True)
     recorded = tmp_path / stage_path("backend", "output")
     assert recorded.read_text() == configured + "\n"
+
+
+def test_every_section_of_the_committed_params_loads_as_its_type():
+    loaded = params.load(ROOT / "params.yaml")
+    for name, field in type(loaded).model_fields.items():
+        section = getattr(loaded, name)
+        assert isinstance(section, field.annotation), (name, section)
