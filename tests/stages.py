@@ -4,8 +4,10 @@ The paths come from the project's own dvc.yaml (through DVC, which resolves its
 `vars` and `foreach`), so the tests exercise the wiring that `dvc repro` runs.
 """
 
+import contextlib
 import functools
 import importlib
+import json
 import os
 import shlex
 from pathlib import Path
@@ -60,3 +62,14 @@ def stage_path(stage, option):
         stage = f"{stage}@{keras.backend.backend()}"
     arguments = stage_args(stage)
     return Path(arguments[arguments.index("--" + option) + 1])
+
+
+def run_in(root, stage):
+    """Run `stage` with `root` as the working directory; the JSON of its `--results`
+    and `--metrics` outputs."""
+    with contextlib.chdir(root):
+        run_stage(stage)
+    return tuple(
+        json.loads((root / stage_path(stage, option)).read_text())
+        for option in ("results", "metrics")
+    )

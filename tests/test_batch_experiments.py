@@ -2,7 +2,6 @@
 evaluation helpers, their params, and both stages end to end on tiny settings."""
 
 import json
-import os
 from pathlib import Path
 
 import keras
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import tiny_params
-from stages import run_stage, stage_path
+from stages import run_in, run_stage, stage_path
 from synthetic_project import write_project
 
 import bnk
@@ -234,15 +233,7 @@ def test_bad_normalizer_settings_name_the_key(tmp_path, change, message):
 def stage_run(tmp_path_factory, stage):
     root = tmp_path_factory.mktemp(stage)
     write_project(root, TINY)
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        run_stage(stage)
-    finally:
-        os.chdir(cwd)
-    results = json.loads((root / stage_path(stage, "results")).read_text())
-    metrics = json.loads((root / stage_path(stage, "metrics")).read_text())
-    return root, results, metrics
+    return root, *run_in(root, stage)
 
 
 @pytest.fixture(scope="module")

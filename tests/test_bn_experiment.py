@@ -1,7 +1,6 @@
 """Stage bn_experiment on tiny settings and small synthetic MNIST."""
 
 import json
-import os
 from pathlib import Path
 
 import keras
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import tiny_params
-from stages import run_stage, stage_path
+from stages import run_in, run_stage, stage_path
 from synthetic_project import synthetic_mnist, write_project
 
 from pipeline import params
@@ -37,16 +36,8 @@ def stage_run(tmp_path_factory):
     """The stage's main() once, in a scratch project: (root, metrics)."""
     root = tmp_path_factory.mktemp("bn_experiment")
     write_project(root, TINY)
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        keras.utils.set_random_seed(0)
-        run_stage("bn_experiment")
-    finally:
-        os.chdir(cwd)
-    results = root / stage_path("bn_experiment", "results")
-    metrics = root / stage_path("bn_experiment", "metrics")
-    return root, json.loads(results.read_text()), json.loads(metrics.read_text())
+    keras.utils.set_random_seed(0)
+    return root, *run_in(root, "bn_experiment")
 
 
 def test_results_file_has_its_shape(stage_run):

@@ -2,7 +2,6 @@
 NumPy, and the stage and its report end to end on tiny settings and small data."""
 
 import json
-import os
 from pathlib import Path
 
 import keras
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import tiny_params, to_numpy
-from stages import run_stage, stage_path
+from stages import run_in, run_stage, stage_path
 
 import bnk
 from pipeline import params
@@ -171,15 +170,7 @@ def stage_run(tmp_path_factory):
     """The stage's main() once, in a scratch project: (root, results, metrics)."""
     root = tmp_path_factory.mktemp("covariate_shift")
     write_project(root)
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        run_stage("covariate_shift")
-    finally:
-        os.chdir(cwd)
-    results = root / stage_path("covariate_shift", "results")
-    metrics = root / stage_path("covariate_shift", "metrics")
-    return root, json.loads(results.read_text()), json.loads(metrics.read_text())
+    return root, *run_in(root, "covariate_shift")
 
 
 def test_plots_file_is_the_probe_table(stage_run):
