@@ -6,6 +6,8 @@ order in every epoch. Here the order is NumPy's: pass `p` over the data visits t
 examples in `numpy.random.default_rng([seed, p]).permutation(n)`, on every backend.
 """
 
+from __future__ import annotations
+
 import math
 from collections.abc import Callable
 
@@ -99,12 +101,12 @@ class ShuffledBatches(keras.utils.PyDataset):
 
 
 class _StartAtEpoch(keras.callbacks.Callback):
-    def __init__(self, batches):
+    def __init__(self, batches: ShuffledBatches) -> None:
         super().__init__()
         self.batches = batches
         self.started = False
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         if not self.started:
             self.batches.first_batch = epoch * self.batches.batches_per_pass
             self.started = True

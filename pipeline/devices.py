@@ -16,16 +16,22 @@ The train stage then builds bnk.CNN with `pipeline.models.synchronized_batch_nor
 so BatchNorm's statistics are those of the global batch on every backend.
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import os
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # torch is imported only where the backend is torch
+    import torch
 
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
@@ -172,7 +178,7 @@ def average_gradients_over_processes(model: keras.Model) -> None:
 
     processes = dist.get_world_size()
 
-    def average(gradient):
+    def average(gradient: torch.Tensor) -> torch.Tensor:
         gradient = gradient.clone()
         dist.all_reduce(gradient)
         return gradient / processes
@@ -186,7 +192,7 @@ class AverageLogsOverProcesses(keras.callbacks.Callback):
     the processes: equal shares, so the mean over the global batches. First in the
     callbacks, so the ones after it log and back up the averaged values."""
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         import torch
         import torch.distributed as dist
 

@@ -1,5 +1,7 @@
 """Errors a user can fix, reported as one line instead of a traceback."""
 
+from __future__ import annotations
+
 import functools
 import sys
 from collections.abc import Callable
@@ -19,7 +21,7 @@ def one_line_errors(main: Callable[P, R]) -> Callable[P, R]:
     """Run a stage's `main`; a PipelineError or unwritable output becomes one line."""
 
     @functools.wraps(main)
-    def wrapped(*args, **kwargs):
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return main(*args, **kwargs)
         except (PipelineError, OutputError) as error:

@@ -5,15 +5,19 @@ Two formats are read: Keras's `mnist.npz` (uint8 images and labels) and mnist-hu
 float32 images of shape (n, 784) holding byte/256. Either becomes the same four arrays.
 """
 
+from __future__ import annotations
+
 import gzip
 import hashlib
 import io
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # MNIST's four arrays by their Keras names: x_train, y_train, x_test, y_test.
 Arrays = dict[str, np.ndarray]
@@ -35,7 +39,7 @@ class MnistError(ValueError):
     """Data that is damaged, has the wrong hash, or is not MNIST."""
 
 
-def check_sha256(data, expected, name):
+def check_sha256(data: bytes, expected: str, name: str) -> None:
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise MnistError(f"{name}: sha256 is {actual}, expected {expected}.")
@@ -60,7 +64,7 @@ class SafeUnpickler(pickle.Unpickler):
     refuses every global outside ARRAY_GLOBALS.
     """
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> Callable[..., Any]:
         try:
             return ARRAY_GLOBALS[module, name]
         except KeyError:
@@ -145,7 +149,7 @@ def decode_pickle(data: bytes, name: str) -> Arrays:
     }
 
 
-def _pixels(images, name):
+def _pixels(images: ArrayLike, name: str) -> np.ndarray:
     """Float images (n, 784) holding byte/256, back to exactly the bytes (n, 28, 28)."""
     images = np.asarray(images)
     if images.dtype.kind != "f" or images.ndim != 2 or images.shape[1] != 28 * 28:
@@ -162,7 +166,7 @@ def _pixels(images, name):
     return scaled.astype(np.uint8).reshape(-1, 28, 28)
 
 
-def _labels(labels, name):
+def _labels(labels: ArrayLike, name: str) -> np.ndarray:
     labels = np.asarray(labels)
     if (
         labels.dtype.kind not in "iu"

@@ -16,6 +16,8 @@ fallback for a clone that has dvc.lock and the committed metrics but not the cac
 there models/*.keras and *.npy (not in git) cannot be put back, and the stage says so.
 """
 
+from __future__ import annotations
+
 import contextlib
 import ctypes
 import functools
@@ -29,7 +31,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from types import FrameType
+from typing import NoReturn, ParamSpec, TypeVar
 
 import yaml
 
@@ -55,7 +58,7 @@ def locked_outputs(stage: str, lock_file: Path = LOCK_FILE) -> dict[str, str]:
     }
 
 
-def dvc_cache_files():
+def dvc_cache_files() -> Callable[[str], str] | None:
     """md5 -> where DVC's local cache keeps that file (<cache>/files/md5/ab/cdef...),
     found by DVC itself so that `cache.dir` in any of its config files counts; None
     outside a DVC repository."""
@@ -70,7 +73,7 @@ def dvc_cache_files():
         return repo.cache.local.oid_to_path
 
 
-def committed_content(path):
+def committed_content(path: str) -> bytes | None:
     """`path` as committed at git's HEAD, or None."""
     try:
         shown = subprocess.run(
@@ -81,11 +84,13 @@ def committed_content(path):
     return shown.stdout if shown.returncode == 0 else None
 
 
-def recorded_content(path, md5, cache_files):
+def recorded_content(
+    path: str, md5: str, cache_files: Callable[[str], str] | None
+) -> bytes | None:
     """The bytes dvc.lock records for `path`, from DVC's cache or git's HEAD, or
     None."""
 
-    def recorded(content):
+    def recorded(content: bytes | None) -> bool:
         return content is not None and hashlib.md5(content).hexdigest() == md5
 
     cached = Path(cache_files(md5)) if cache_files else None
@@ -124,12 +129,12 @@ def restore_missing_outputs(
 SIGTERM_REPEAT_SECONDS = 2.0
 
 
-def exit_on_sigterm(signum, frame):
+def exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
     repeat_sigterm()
     sys.exit("stopped by SIGTERM (killed, or `dvc repro` that ran it died)")
 
 
-def repeat_sigterm():
+def repeat_sigterm() -> None:
     """SIGTERM this process again every SIGTERM_REPEAT_SECONDS for as long as
     `exit_on_sigterm` is still its handler.
 
@@ -142,7 +147,7 @@ def repeat_sigterm():
     if any(thread.name == "repeat-sigterm" for thread in threading.enumerate()):
         return
 
-    def repeat():
+    def repeat() -> None:
         while True:
             time.sleep(SIGTERM_REPEAT_SECONDS)
             if signal.getsignal(signal.SIGTERM) is not exit_on_sigterm:
@@ -152,7 +157,7 @@ def repeat_sigterm():
     threading.Thread(target=repeat, name="repeat-sigterm", daemon=True).start()
 
 
-def watch_for_exit(pid):
+def watch_for_exit(pid: int) -> None:
     """SIGTERM this process when process `pid` exits (pidfd: Linux 5.3 or later)."""
     try:
         pidfd = os.pidfd_open(pid)
@@ -162,7 +167,7 @@ def watch_for_exit(pid):
     except OSError:  # an older kernel: only the parent-death signal guards the stage
         return
 
-    def wait():
+    def wait() -> None:
         select.select([pidfd], [], [])
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -193,7 +198,7 @@ def stops_with_parent() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous_handler)
 
 
-def die_with_parent():
+def die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
@@ -205,7 +210,7 @@ def die_with_parent():
             watch_for_exit(int(stat.rsplit(")", 1)[1].split()[1]))
 
 
-def report_restore(stage):
+def report_restore(stage: str) -> None:
     """restore_missing_outputs, saying what it did in a line each on stderr."""
     try:
         restored, unrecoverable = restore_missing_outputs(stage)
@@ -229,9 +234,9 @@ def keeps_outputs(stage: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a stage's `main`: stops_with_parent, and on any failure put back the
     outputs DVC deleted (see the module's docstring), then fail as before."""
 
-    def decorate(main):
+    def decorate(main: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(main)
-        def wrapped(*args, **kwargs):
+        def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
             with stops_with_parent():
                 try:
                     return main(*args, **kwargs)

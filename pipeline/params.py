@@ -7,10 +7,13 @@ key, or a rule across keys (a limit larger than the data, a step count that is n
 multiple of the evaluation interval).
 """
 
+from __future__ import annotations
+
 import numbers
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -20,6 +23,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from pipeline.backends import BACKENDS
 from pipeline.dataset import TRAINING_IMAGES
@@ -51,19 +55,23 @@ class _WholeMessage(ValueError):
     """A rule across keys: its message names the keys itself."""
 
 
-def _integer(value):
+def _integer(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _number(value):
+def _number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _rule(holds, requirement, convert=lambda value: value):
+def _rule(
+    holds: Callable[[Any], object],
+    requirement: str,
+    convert: Callable[[Any], Any] = lambda value: value,
+) -> BeforeValidator:
     """A field check: `holds(value)`, else ValueError "must be <requirement>, got
     <value>"."""
 
-    def check(value):
+    def check(value: Any) -> Any:
         if not holds(value):
             raise ValueError(f"must be {requirement}, got {value!r}")
         return convert(value)
@@ -71,7 +79,7 @@ def _rule(holds, requirement, convert=lambda value: value):
     return BeforeValidator(check)
 
 
-def _sha256(value):
+def _sha256(value: object) -> str:
     if _integer(value):
         # YAML reads unquoted digits as a number (and leading zeros as octal), so the
         # value is no longer the digits written; only quoting can keep them.
@@ -84,7 +92,7 @@ def _sha256(value):
     return value.lower()
 
 
-def _sources(value):
+def _sources(value: object) -> list[str]:
     if not isinstance(value, list) or not value:
         raise ValueError(
             f"must be a non-empty list of {', '.join(FETCH_SOURCES)}, got {value!r}"
@@ -178,7 +186,9 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _split_check(section, validation, limit, available=TRAINING_IMAGES):
+def _split_check(
+    section: str, validation: int, limit: int | None, available: int = TRAINING_IMAGES
+) -> None:
     """The last `validation` images held out, the first `limit` of the rest kept."""
     if validation >= available:
         raise _WholeMessage(
@@ -227,7 +237,7 @@ class Train(Section):
     devices: PositiveInt
 
     @model_validator(mode="after")
-    def _fits_the_data(self):
+    def _fits_the_data(self) -> Train:
         _split_check("train", self.validation, self.limit)
         if self.batch_size % self.devices:
             raise _WholeMessage(
@@ -249,7 +259,7 @@ class Compare(Section):
     limit: OptionalPositiveInt
 
     @model_validator(mode="after")
-    def _fits_the_data(self):
+    def _fits_the_data(self) -> Compare:
         _split_check("compare", self.validation, self.limit)
         return self
 
@@ -265,7 +275,7 @@ class _Steps(Section):
     batch_size: PositiveInt
     limit: OptionalPositiveInt
 
-    def _steps_check(self, part):
+    def _steps_check(self, part: str) -> None:
         if self.steps % self.eval_every:
             raise _WholeMessage(
                 f"`experiment.{part}.steps`={self.steps} must be a multiple of "
@@ -279,7 +289,7 @@ class Mlp(_Steps):
     unit: SigmoidUnit
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _consistent(self) -> Mlp:
         self._steps_check("mlp")
         if self.limit is not None and self.limit > TRAINING_IMAGES:
             raise _WholeMessage(
@@ -294,7 +304,7 @@ class Cnn(_Steps):
     validation: PositiveInt
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _consistent(self) -> Cnn:
         self._steps_check("cnn")
         _split_check("experiment.cnn", self.validation, self.limit)
         return self
@@ -313,7 +323,7 @@ class RenormClipping(Section):
     dmax: NonNegativeFloat
 
     @model_validator(mode="after")
-    def _around_one(self):
+    def _around_one(self) -> RenormClipping:
         if not self.rmin <= 1 <= self.rmax:
             raise _WholeMessage(
                 f"`renorm_clipping` needs rmin <= 1 <= rmax, got rmin={self.rmin}, "
@@ -331,7 +341,7 @@ class Normalizers(Section):
     renorm_momentum: Fraction
 
     @model_validator(mode="after")
-    def _groups_divide_the_channels(self):
+    def _groups_divide_the_channels(self) -> Normalizers:
         if any(channels % self.groups for channels in CNN_CHANNELS):
             raise _WholeMessage(
                 f"`normalizers.groups`={self.groups} must divide the CNN's "
@@ -340,7 +350,7 @@ class Normalizers(Section):
         return self
 
 
-def _test_images_check(section, test_images, batch_size):
+def _test_images_check(section: str, test_images: int, batch_size: int) -> None:
     if not batch_size <= test_images <= TEST_IMAGES:
         raise _WholeMessage(
             f"`{section}.test_images`={test_images} must be between the largest batch "
@@ -360,7 +370,7 @@ class BatchSizes(Section):
     normalizers: Normalizers
 
     @model_validator(mode="after")
-    def _fits_the_data(self):
+    def _fits_the_data(self) -> BatchSizes:
         largest = max(self.batch_sizes)
         if self.limit is not None and not largest <= self.limit <= TRAINING_IMAGES:
             raise _WholeMessage(
@@ -385,7 +395,7 @@ class NonIid(Section):
     normalizers: Normalizers
 
     @model_validator(mode="after")
-    def _fits_the_data(self):
+    def _fits_the_data(self) -> NonIid:
         if self.batch_size % self.classes_per_batch:
             raise _WholeMessage(
                 f"`non_iid.batch_size`={self.batch_size} must be a multiple of "
@@ -429,7 +439,7 @@ class CovariateShift(Section):
     step_sizes: StepSizes
 
     @model_validator(mode="after")
-    def _consistent(self):
+    def _consistent(self) -> CovariateShift:
         if self.steps % self.probe_every:
             raise _WholeMessage(
                 f"`covariate_shift.steps`={self.steps} must be a multiple of "
@@ -454,14 +464,14 @@ class Params(Section):
     covariate_shift: CovariateShift
 
 
-def _dotted(location):
+def _dotted(location: tuple[int | str, ...]) -> str:
     key = ""
     for part in location:
         key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else part
     return key
 
 
-def _message(error):
+def _message(error: ErrorDetails) -> str:
     """One line for the first thing pydantic found wrong."""
     key = _dotted(error["loc"])
     if error["type"] == "extra_forbidden":

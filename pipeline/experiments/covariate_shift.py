@@ -23,16 +23,22 @@ training: the batch statistics of BN (training mode, as in a step), the noise's 
 and the moving statistics are read, not advanced.
 """
 
+from __future__ import annotations
+
 import itertools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 
 import bnk
+from bnk.batch_norm import Shape
+from bnk.functional import Tensor
 from pipeline import dataset, params
+from pipeline.batches import ShuffledBatches
 from pipeline.experiments.runs import (
     aligned,
     finite_list,
@@ -78,7 +84,7 @@ class DistributionNoise(keras.layers.Layer):
     """
 
     def __init__(
-        self, mean: float, max_scale: float, seed: int | None = None, **kwargs
+        self, mean: float, max_scale: float, seed: int | None = None, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         if mean < 0 or max_scale < 1:
@@ -89,7 +95,7 @@ class DistributionNoise(keras.layers.Layer):
         self.mean, self.max_scale, self.seed = mean, max_scale, seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: Tensor, training: bool | None = None) -> Tensor:
         if not training:
             return inputs * ((1.0 + self.max_scale) / 2.0)
         channels = (inputs.shape[-1],)
@@ -103,10 +109,10 @@ class DistributionNoise(keras.layers.Layer):
             shift, inputs.dtype
         )
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "mean": self.mean,
@@ -120,7 +126,7 @@ def noisy_batch_norm(noise: params.Noise, seed: int) -> Callable[..., keras.Laye
     DistributionNoise, each block's noise seeded differently."""
     blocks = itertools.count(1)
 
-    def make(name: str, **kwargs) -> keras.Layer:
+    def make(name: str, **kwargs: Any) -> keras.Layer:
         return keras.Sequential(
             [
                 bnk.BatchNorm(name="bn", **kwargs),
@@ -155,7 +161,12 @@ def loss_and_gradients(model: keras.Model) -> Callable:
     Nothing of `model` changes."""
     loss_fn = logits_loss()
 
-    def loss(trainable, non_trainable, x, y):
+    def loss(
+        trainable: Sequence[Tensor],
+        non_trainable: Sequence[Tensor],
+        x: Tensor,
+        y: Tensor,
+    ) -> Tensor:
         logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
         return loss_fn(y, logits)
 
@@ -168,13 +179,23 @@ def loss_and_gradients(model: keras.Model) -> Callable:
         import tensorflow as tf
 
         @tf.function(reduce_retracing=True)
-        def tensorflow_gradients(trainable, non_trainable, x, y):
+        def tensorflow_gradients(
+            trainable: Sequence[Tensor],
+            non_trainable: Sequence[Tensor],
+            x: Tensor,
+            y: Tensor,
+        ) -> tuple[Tensor, list[Tensor]]:
             with tf.GradientTape() as tape:
                 tape.watch(trainable)
                 value = loss(trainable, non_trainable, x, y)
             return value, tape.gradient(value, trainable)
 
-        def traced_once(trainable, non_trainable, x, y):
+        def traced_once(
+            trainable: Sequence[Tensor],
+            non_trainable: Sequence[Tensor],
+            x: Tensor,
+            y: Tensor,
+        ) -> tuple[Tensor, list[Tensor]]:
             # Tensors of fixed shapes, so that every probe reuses the one trace.
             return tensorflow_gradients(
                 [tf.convert_to_tensor(v) for v in trainable],
@@ -187,7 +208,12 @@ def loss_and_gradients(model: keras.Model) -> Callable:
     if backend == "torch":
         import torch
 
-        def torch_gradients(trainable, non_trainable, x, y):
+        def torch_gradients(
+            trainable: Sequence[Tensor],
+            non_trainable: Sequence[Tensor],
+            x: Tensor,
+            y: Tensor,
+        ) -> tuple[Tensor, list[Tensor]]:
             trainable = [
                 keras.ops.convert_to_tensor(v).detach().requires_grad_(True)
                 for v in trainable
@@ -248,7 +274,9 @@ def layer_input(model: bnk.CNN, name: str) -> Callable:
     head = layers[: next(i for i, layer in enumerate(layers) if layer.name == name)]
     variables = model.trainable_variables + model.non_trainable_variables
 
-    def probe(trainable, non_trainable, x):
+    def probe(
+        trainable: Sequence[Tensor], non_trainable: Sequence[Tensor], x: Tensor
+    ) -> np.ndarray:
         values = list(trainable) + list(non_trainable)
         mapping = list(zip(variables, values, strict=True))
         with keras.StatelessScope(state_mapping=mapping):
@@ -267,7 +295,7 @@ class Prober(keras.callbacks.Callback):
         self,
         every: int,
         probe_x: np.ndarray,
-        batches,
+        batches: ShuffledBatches,
         validation: tuple[np.ndarray, np.ndarray],
         step_sizes: Sequence[float] | None,
     ) -> None:
@@ -281,12 +309,12 @@ class Prober(keras.callbacks.Callback):
         self.input_std: list[list[float]] = []
         self.landscapes: list[dict] = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
         self._input = layer_input(self.model, PROBED_LAYER)
         self._gradients = loss_and_gradients(self.model)
         self.record(0, None)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self.record((epoch + 1) * self.every, (logs or {}).get("loss"))
 
     def record(self, step: int, train_loss: float | None) -> None:

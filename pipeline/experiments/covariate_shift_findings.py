@@ -8,6 +8,8 @@ dict, numpy only, so the verdicts can be tested without running the experiment, 
 or a notebook.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -151,7 +153,7 @@ def probes_csv(details: Details) -> str:
         **{f"{v}_loss_spread": spreads[v] for v in spreads},
     }
 
-    def cell(value):
+    def cell(value: float | None) -> str:
         return "" if value is None or not np.isfinite(value) else f"{value:.6g}"
 
     rows = [",".join(columns)]

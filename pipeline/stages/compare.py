@@ -10,6 +10,8 @@ BatchNorm takes of the first convolution's output, and the small weights after t
 first step.
 """
 
+from __future__ import annotations
+
 import time
 from collections.abc import Sequence
 
@@ -18,7 +20,7 @@ import numpy as np
 
 import bnk
 from bnk.cnn import INITIALIZERS
-from bnk.functional import moments
+from bnk.functional import Tensor, moments
 from pipeline import dataset, params
 from pipeline.atomic import write_json
 from pipeline.batches import ShuffledBatches
@@ -71,7 +73,7 @@ def batch_mean_errors(model: bnk.CNN, images: np.ndarray) -> dict[str, float]:
     features = model.blocks[0][0](images)
     exact = keras.ops.convert_to_numpy(features).astype("float64").mean(axis=(0, 1, 2))
 
-    def error(mean):
+    def error(mean: Tensor) -> float:
         mean = keras.ops.convert_to_numpy(mean).astype("float64").ravel()
         return float(np.abs(mean - exact).max() / np.abs(exact).max())
 
