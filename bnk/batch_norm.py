@@ -80,7 +80,9 @@ class _Follower:
     statistic's current value, and with ghost batches the statistics follow the
     mean over the sub-batches of their values."""
 
-    def __init__(self, channels: list[int], has_data: Tensor | None, ghost: bool):
+    def __init__(
+        self, channels: list[int], has_data: Tensor | None, ghost: bool
+    ) -> None:
         self.channels = channels  # the shape of a per-channel vector in the batch
         self.has_data = has_data
         self.ghost = ghost

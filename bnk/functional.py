@@ -233,7 +233,14 @@ def normalize_batch(
         offset = ops.zeros_like(scale)
 
     @ops.custom_gradient
-    def batch_normalized(x, mean, variance, deviations, scale, offset):
+    def batch_normalized(
+        x: Tensor,
+        mean: Tensor,
+        variance: Tensor,
+        deviations: Tensor,
+        scale: Tensor,
+        offset: Tensor,
+    ) -> tuple[Tensor, Callable[..., tuple]]:
         inverse_stddev = ops.rsqrt(variance + epsilon)
         outputs = deviations * (scale * inverse_stddev)
         if has_offset:
