@@ -62,9 +62,10 @@ display(Markdown(
     f"statistics recomputed over up to {p['statistics_batches']} training batches "
     f"of the training size (at most one pass). Every run starts from the same "
     f"weights and sees the images in the same seeded order (seed {p['seed']}). "
-    f"Ghost BN normalizes sub-batches of at most {normalizers['ghost_batch_size']} "
-    f"examples (plain BN at smaller batches); GroupNorm uses "
-    f"{normalizers['groups']} groups; Batch Renorm clips r to "
+    + (f"Ghost BN normalizes sub-batches of at most "
+       f"{normalizers['ghost_batch_size']} examples (plain BN at smaller batches); "
+       if "ghost_batch_norm" in names else "")
+    + f"GroupNorm uses {normalizers['groups']} groups; Batch Renorm clips r to "
     f"[{normalizers['renorm_clipping']['rmin']:.3g}, "
     f"{normalizers['renorm_clipping']['rmax']:g}] and d to "
     f"±{normalizers['renorm_clipping']['dmax']:g} (renorm momentum "
@@ -96,7 +97,8 @@ plt.show()
 
 # %% [markdown]
 # Error is 1 − accuracy on the test images, in inference mode: the BN family
-# (BN, ghost BN, Batch Renorm) normalizes with its moving statistics there.
+# (BN, Batch Renorm, and ghost BN where it ran) normalizes with its moving statistics
+# there.
 
 # %% [markdown]
 # ## The train/inference gap of the BN family

@@ -1,5 +1,9 @@
 """Shared fixtures. The backend is fixed per process by KERAS_BACKEND."""
 
+# First, as in a stage's process: it sets what TensorFlow reads when it starts
+# (oneDNN's setting), so the stages the tests run in this process run as under DVC.
+import pipeline.stages  # noqa: F401, I001
+
 from pathlib import Path
 
 import keras

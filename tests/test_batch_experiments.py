@@ -264,10 +264,8 @@ def test_batch_sizes_stage_writes_every_run(batch_sizes_run):
         assert (run["population_accuracy"] is not None) == has_batch_statistics
         assert run["statistics_batches"] == min(2, 16 // size)
     assert metrics == batch_sizes_stage.headline(results["runs"])
-    assert metrics["batch_norm_smallest_batch"] == runs[("batch_norm", 2)][
-        "test_accuracy"]
-    assert metrics["batch_norm_largest_batch"] == runs[("batch_norm", 4)][
-        "test_accuracy"]
+    assert metrics["bn_smallest_batch"] == runs[("batch_norm", 2)]["test_accuracy"]
+    assert metrics["bn_largest_batch"] == runs[("batch_norm", 4)]["test_accuracy"]
     # The plots file: a row per batch size, a column per normalization.
     table = (root / stage_path("batch_sizes", "plots")).read_text().splitlines()
     assert table[0] == ",".join(["batch_size", *params.NORMALIZATIONS])

@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from stages import stage_path
 
+from pipeline import params
+from pipeline.stages import batch_sizes
+
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
 METRICS = [
@@ -33,15 +36,23 @@ def test_metrics_files_hold_only_numbers():
         assert all(isinstance(v, int | float) for v in values.values()), path
 
 
-@pytest.fixture(scope="module")
-def metrics_project(tmp_path_factory):
-    """A git repository holding the project's dvc.yaml, params and metrics files."""
-    root = tmp_path_factory.mktemp("metrics")
+def make_project(root, written=None):
+    """A git repository in `root` holding the project's dvc.yaml, params and metrics
+    files, those of `written` ({path: values}) written instead of copied."""
+    written = written or {}
     for name in ["dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", *METRICS]:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / name, root / name)
+        if name in written:
+            (root / name).write_text(json.dumps(written[name]))
+        else:
+            shutil.copy(ROOT / name, root / name)
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     return root
+
+
+@pytest.fixture(scope="module")
+def metrics_project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("metrics"))
 
 
 def dvc_metrics_show(project, *targets):
@@ -57,20 +68,24 @@ def test_dvc_metrics_show_lists_every_file(metrics_project):
     assert sorted(row.split()[0] for row in rows) == sorted(map(str, METRICS))
 
 
-TOO_WIDE = pytest.mark.xfail(
-    strict=True,
-    reason="its keys name a normalization and a batch (batch_renorm_smallest_batch): "
-    "197 columns; shorter keys change the stage's code, so they wait for the next "
-    "full run of the pipeline",
-)
-
-
-@pytest.mark.parametrize(
-    "path",
-    [pytest.param(path, marks=TOO_WIDE) if "batch_sizes" in str(path) else path
-     for path in METRICS],
-    ids=str,
-)
+@pytest.mark.parametrize("path", METRICS, ids=str)
 def test_each_files_row_of_dvc_metrics_show_fits_on_a_screen(metrics_project, path):
     shown = dvc_metrics_show(metrics_project, str(path))
+    assert max(map(len, shown)) <= SCREEN_COLUMNS, "\n".join(shown)
+
+
+def test_batch_sizes_metrics_the_code_writes_fit_on_a_screen(tmp_path):
+    """The keys the stage writes now, for every normalization that has them (the
+    committed file is the last full run's), each value with more digits than DVC
+    shows."""
+    runs = [
+        {"normalization": name, "batch_size": size, "test_accuracy": 0.87939453125}
+        for name in params.NORMALIZATIONS
+        for size in (2, 256)
+    ]
+    written = batch_sizes.headline(runs)
+    assert len(written) == 6
+    path = stage_path("batch_sizes", "metrics")
+    shown = dvc_metrics_show(make_project(tmp_path, {path: written}), str(path))
+    assert shown[0].split() == ["Path", *sorted(written)], shown
     assert max(map(len, shown)) <= SCREEN_COLUMNS, "\n".join(shown)

@@ -1,7 +1,9 @@
 """The stages' logic on small synthetic data, in a scratch working directory."""
 
 import json
+import os
 import subprocess
+import sys
 
 import keras
 import pytest
@@ -9,7 +11,7 @@ import yaml
 from conftest import TINY
 from stages import run_stage, stage_path
 
-from pipeline import params
+from pipeline import environment, params
 from pipeline.atomic import atomic_path
 from pipeline.stages import train
 
@@ -63,6 +65,46 @@ def test_backend_stage_records_this_backend(workdir, monkeypatch):
     assert recorded == keras.backend.backend()
 
 
+@pytest.mark.parametrize("unset", [{}, {environment.ONEDNN: ""}],
+                         ids=["unset", "empty"])
+def test_onednn_is_turned_on_on_x86_64_when_the_user_left_it_unset(unset):
+    environ = dict(unset)
+    environment.choose_onednn(environ, "x86_64")
+    assert environ[environment.ONEDNN] == "1"
+    assert environment.onednn_setting(environ) == {
+        "enabled": True, "chosen_by": "pipeline"}
+
+
+@pytest.mark.parametrize("value, enabled", [("0", False), ("1", True),
+                                            ("false", False), ("TRUE", True)])
+def test_the_users_onednn_setting_wins(value, enabled):
+    for machine in ("x86_64", "aarch64"):
+        environ = {environment.ONEDNN: value}
+        environment.choose_onednn(environ, machine)
+        assert environ == {environment.ONEDNN: value}
+        assert environment.onednn_setting(environ) == {
+            "enabled": enabled, "chosen_by": "user"}
+
+
+def test_onednn_stays_tensorflows_choice_off_x86_64():
+    environ = {}
+    environment.choose_onednn(environ, "aarch64")
+    assert environ == {}
+    assert environment.onednn_setting(environ) == {
+        "enabled": None, "chosen_by": "tensorflow"}
+
+
+def test_a_onednn_value_tensorflow_ignores_stops_a_stage_in_one_line(tmp_path):
+    env = {**os.environ, environment.ONEDNN: "yes"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.stages.backend", "--output", "backend.txt"],
+        cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"{environment.ONEDNN}='yes': TensorFlow reads only 1, true, 0 or false "
+        "(1: oneDNN on, 0: off; unset: the pipeline's choice)."]
+
+
 def test_train_then_evaluate(workdir, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
     run_stage("train")
@@ -70,10 +112,21 @@ def test_train_then_evaluate(workdir, monkeypatch):
     assert run["backend"] == keras.backend.backend()
     assert run["training_images"] == 256 - 64
     assert run["images_per_second"] > 0 and run["epochs_run_by_this_process"] == 2
-    # The metrics file holds the headline only, as it is in the run's record.
+    # The metrics file holds the headline only, as it is in the run's record, and
+    # oneDNN's setting, which the run's record details with the CPU's flags.
     metrics = json.loads(stage_path("train", "metrics").read_text())
-    assert set(metrics) == set(train.HEADLINE)
-    assert all(metrics[key] == run[key] for key in metrics)
+    assert all(metrics[key] == run[key] for key in train.HEADLINE)
+    assert run["onednn"] == environment.onednn_setting(os.environ)
+    if os.environ.get(environment.ONEDNN_CHOSEN):  # the user left it unset
+        assert run["onednn"] == {"enabled": True, "chosen_by": "pipeline"}
+    if run["onednn"]["enabled"] is None:  # not x86-64: TensorFlow's own default
+        assert set(metrics) == set(train.HEADLINE)
+    else:
+        assert set(metrics) == {*train.HEADLINE, "onednn"}
+        assert metrics["onednn"] == int(run["onednn"]["enabled"])
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = next(line for line in cpuinfo if line.startswith("flags")).split()
+    assert run["cpu_flags"] == {"avx2": "avx2" in flags, "avx512f": "avx512f" in flags}
     history = stage_path("train", "history").read_text().splitlines()
     assert history[0].split(",")[0] == "epoch" and len(history) == 3
     assert not list(stage_path("train", "checkpoints").iterdir())  # backup removed

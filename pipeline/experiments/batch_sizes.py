@@ -18,7 +18,6 @@ import math
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 import bnk
@@ -29,18 +28,14 @@ from pipeline.experiments.normalizations import (
     accuracy,
     accuracy_with_batch_statistics,
     ghost_batch_size,
-    normalization_layer,
     whole_batches,
 )
 from pipeline.experiments.runs import (
+    MOMENTUM,
+    compiled_cnn,
     finite_list,
-    steps_per_execution,
     training_batches,
 )
-from pipeline.models import compile_classifier
-
-#: The moving averages' momentum: bnk.CNN's, the seed's decay.
-MOMENTUM = 0.9
 
 
 def scaled_learning_rate(config: params.BatchSizes, batch_size: int) -> float:
@@ -57,20 +52,11 @@ def train_cnn(
     training: tuple[np.ndarray, np.ndarray],
 ) -> tuple[bnk.CNN, dict]:
     """Train one CNN; return it and its record (without test accuracies)."""
-    keras.utils.set_random_seed(seed)  # the same initial weights for every run
-    model = bnk.CNN(
-        normalization=normalization_layer(
-            normalization, config.normalizers, batch_size
-        ),
-        momentum=MOMENTUM,
-    )
     learning_rate = scaled_learning_rate(config, batch_size)
     batches = training_batches(*training, batch_size, seed)
     per_pass = batches.batches_per_pass
-    compile_classifier(
-        model,
-        keras.optimizers.Adam(learning_rate),
-        steps_per_execution=steps_per_execution(per_pass),
+    model = compiled_cnn(
+        normalization, config.normalizers, batch_size, learning_rate, per_pass, seed
     )
     start = time.perf_counter()
     history = model.fit(

@@ -13,7 +13,6 @@ as the training batches were.
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
 import bnk
@@ -24,11 +23,9 @@ from pipeline.experiments.normalizations import (
     INFERENCE_BATCH,
     accuracy,
     accuracy_with_batch_statistics,
-    normalization_layer,
     whole_batches,
 )
-from pipeline.experiments.runs import finite_list, steps_per_execution
-from pipeline.models import compile_classifier
+from pipeline.experiments.runs import compiled_cnn, finite_list
 
 SAMPLINGS = ("iid", "non_iid")
 
@@ -82,16 +79,13 @@ def train_cnn(
     training: tuple[np.ndarray, np.ndarray],
 ) -> tuple[bnk.CNN, dict]:
     """One run: the trained model and its record (without test accuracies)."""
-    keras.utils.set_random_seed(seed)  # the same initial weights for every run
-    model = bnk.CNN(
-        normalization=normalization_layer(
-            normalization, config.normalizers, config.batch_size
-        )
-    )
-    compile_classifier(
-        model,
-        keras.optimizers.Adam(config.learning_rate),
-        steps_per_execution=steps_per_execution(steps),
+    model = compiled_cnn(
+        normalization,
+        config.normalizers,
+        config.batch_size,
+        config.learning_rate,
+        steps,
+        seed,
     )
     start = time.perf_counter()
     history = model.fit(

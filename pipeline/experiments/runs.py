@@ -1,13 +1,21 @@
 """What the experiments share: the data cut to whole evaluation blocks, the compiled
-steps per call, the batches, and series that JSON can hold."""
+steps per call, the batches, the batch experiments' compiled CNN, and series that JSON
+can hold."""
 
 import math
 
 import keras
 import numpy as np
 
+import bnk
+from pipeline import params
 from pipeline.batches import ShuffledBatches
 from pipeline.errors import PipelineError
+from pipeline.experiments.normalizations import normalization_layer
+from pipeline.models import compile_classifier
+
+#: The batch experiments' moving-average momentum: bnk.CNN's, the seed's decay.
+MOMENTUM = 0.9
 
 
 class DataError(PipelineError, ValueError):
@@ -49,6 +57,30 @@ def training_batches(
     """The batches every variant of an experiment trains on: a fresh shuffle in
     every pass, the same on every backend."""
     return ShuffledBatches(x, y, batch_size, seed)
+
+
+def compiled_cnn(
+    normalization: str,
+    normalizers: params.Normalizers,
+    batch_size: int,
+    learning_rate: float,
+    steps: int,
+    seed: int,
+) -> bnk.CNN:
+    """bnk.CNN with `normalization` for batches of `batch_size` (moving averages of
+    momentum MOMENTUM), from the initial weights of `seed` (the same for every run of
+    an experiment), compiled with Adam at `learning_rate` for `steps` steps a pass
+    (steps_per_execution)."""
+    keras.utils.set_random_seed(seed)
+    model = bnk.CNN(
+        normalization=normalization_layer(normalization, normalizers, batch_size),
+        momentum=MOMENTUM,
+    )
+    return compile_classifier(
+        model,
+        keras.optimizers.Adam(learning_rate),
+        steps_per_execution=steps_per_execution(steps),
+    )
 
 
 def finite_list(values: np.ndarray | list[float]) -> list[float | None]:

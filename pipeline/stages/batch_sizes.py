@@ -7,35 +7,35 @@ reader compares across runs, and a plots file of the test accuracy by batch size
 (`dvc plots show` / `dvc plots diff`).
 """
 
-import time
 from collections.abc import Sequence
+from typing import Any
 
 from pipeline import params
-from pipeline.atomic import atomic_paths, json_text
-from pipeline.backends import selected_backend
-from pipeline.cli import stage_paths
-from pipeline.environment import describe
+from pipeline.atomic import json_text
 from pipeline.errors import one_line_errors
+from pipeline.experiment_stage import run_experiment_stage
 from pipeline.experiments import batch_sizes
 from pipeline.outputs import keeps_outputs
 
-#: The normalizations whose accuracies the metrics file holds.
-HEADLINE = ("batch_norm", "batch_renorm", "group_norm")
+#: The normalizations whose accuracies the metrics file holds, by the short name its
+#: keys give them (`bn_smallest_batch`): the long ones made its row of `dvc metrics
+#: show` wider than a screen.
+HEADLINE = {"batch_norm": "bn", "batch_renorm": "renorm", "group_norm": "gn"}
 
 
 def headline(runs: list[dict]) -> dict[str, float | None]:
     """Test accuracy at the smallest and the largest batch size of BN, Batch Renorm
     and GroupNorm (those that ran): what `dvc metrics show` lists."""
     metrics = {}
-    for name in HEADLINE:
+    for name, short in HEADLINE.items():
         accuracy = {
             run["batch_size"]: run["test_accuracy"]
             for run in runs
             if run["normalization"] == name
         }
         if accuracy:
-            metrics[f"{name}_smallest_batch"] = accuracy[min(accuracy)]
-            metrics[f"{name}_largest_batch"] = accuracy[max(accuracy)]
+            metrics[f"{short}_smallest_batch"] = accuracy[min(accuracy)]
+            metrics[f"{short}_largest_batch"] = accuracy[max(accuracy)]
     return metrics
 
 
@@ -55,24 +55,19 @@ def accuracy_table(runs: list[dict]) -> str:
 @keeps_outputs("batch_sizes")
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    paths = stage_paths(__doc__, argv, "mnist", "results", "metrics", "plots")
-    selected_backend()
-    config = params.load()
-    start = time.perf_counter()
-    measured = batch_sizes.run(config.batch_sizes, config.seed, paths.mnist)
-    seconds = round(time.perf_counter() - start, 2)
-    results = {
-        **describe(),
-        "params": {"seed": config.seed, **config.batch_sizes.model_dump()},
-        **measured,
-        "wall_seconds": seconds,
-    }
-    outputs = (paths.results, paths.metrics, paths.plots)
-    with atomic_paths(*outputs) as (results_file, metrics, plots):
-        results_file.write_text(json_text(results))
-        metrics.write_text(json_text(headline(measured["runs"])))
-        plots.write_text(accuracy_table(measured["runs"]))
-    print(f"wrote {paths.results} and {paths.metrics} ({seconds:.0f} s)")
+    def metrics(results: dict[str, Any]) -> str:
+        return json_text(headline(results["runs"]))
+
+    def plots(results: dict[str, Any]) -> str:
+        return accuracy_table(results["runs"])
+
+    run_experiment_stage(
+        __doc__,
+        argv,
+        "batch_sizes",
+        batch_sizes.run,
+        {"metrics": metrics, "plots": plots},
+    )
 
 
 if __name__ == "__main__":

@@ -7,15 +7,14 @@ reads, and a metrics file with the four final accuracies a reader compares acros
 runs.
 """
 
-import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from pipeline import params
-from pipeline.atomic import atomic_paths, json_text
-from pipeline.backends import selected_backend
-from pipeline.cli import stage_paths
-from pipeline.environment import describe
+from pipeline.atomic import json_text
 from pipeline.errors import one_line_errors
+from pipeline.experiment_stage import run_experiment_stage
 from pipeline.experiments import cnn_bn, figure1
 from pipeline.outputs import keeps_outputs
 
@@ -54,28 +53,20 @@ def headline(mlp: dict, cnn: dict) -> dict[str, float | None]:
     }
 
 
+def both(config: params.Experiment, seed: int, mnist: Path) -> dict[str, Any]:
+    """Figure 1 and the CNN with and without BN, and each run's final accuracy."""
+    mlp = figure1.run(config.mlp, seed, mnist)
+    cnn = cnn_bn.run(config.cnn, seed, mnist)
+    return {"final": final_accuracies(mlp, cnn), "mlp": mlp, "cnn": cnn}
+
+
 @keeps_outputs("bn_experiment")
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    paths = stage_paths(__doc__, argv, "mnist", "results", "metrics")
-    selected_backend()
-    config = params.load()
-    start = time.perf_counter()
-    mlp = figure1.run(config.experiment.mlp, config.seed, paths.mnist)
-    cnn = cnn_bn.run(config.experiment.cnn, config.seed, paths.mnist)
-    seconds = round(time.perf_counter() - start, 2)
-    results = {
-        **describe(),
-        "params": {"seed": config.seed, **config.experiment.model_dump()},
-        "final": final_accuracies(mlp, cnn),
-        "mlp": mlp,
-        "cnn": cnn,
-        "wall_seconds": seconds,
-    }
-    with atomic_paths(paths.results, paths.metrics) as (results_file, metrics):
-        results_file.write_text(json_text(results))
-        metrics.write_text(json_text(headline(mlp, cnn)))
-    print(f"wrote {paths.results} and {paths.metrics} ({seconds:.0f} s)")
+    def metrics(results: dict[str, Any]) -> str:
+        return json_text(headline(results["mlp"], results["cnn"]))
+
+    run_experiment_stage(__doc__, argv, "experiment", both, {"metrics": metrics})
 
 
 if __name__ == "__main__":

@@ -8,15 +8,12 @@ reads, a metrics file with the headline numbers a reader compares across runs, a
 plots file with a row per probe (`dvc plots show`, `dvc plots diff`).
 """
 
-import time
 from collections.abc import Sequence
+from typing import Any
 
-from pipeline import params
-from pipeline.atomic import atomic_paths, json_text
-from pipeline.backends import selected_backend
-from pipeline.cli import stage_paths
-from pipeline.environment import describe
+from pipeline.atomic import json_text
 from pipeline.errors import one_line_errors
+from pipeline.experiment_stage import run_experiment_stage
 from pipeline.experiments import covariate_shift, covariate_shift_findings
 from pipeline.outputs import keeps_outputs
 
@@ -24,24 +21,16 @@ from pipeline.outputs import keeps_outputs
 @keeps_outputs("covariate_shift")
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    paths = stage_paths(__doc__, argv, "mnist", "results", "metrics", "plots")
-    selected_backend()
-    config = params.load()
-    start = time.perf_counter()
-    series = covariate_shift.run(config.covariate_shift, config.seed, paths.mnist)
-    seconds = round(time.perf_counter() - start, 2)
-    results = {
-        **describe(),
-        "params": {"seed": config.seed, **config.covariate_shift.model_dump()},
-        **series,
-        "wall_seconds": seconds,
-    }
-    outputs = (paths.results, paths.metrics, paths.plots)
-    with atomic_paths(*outputs) as (results_file, metrics, plots):
-        results_file.write_text(json_text(results))
-        metrics.write_text(json_text(covariate_shift_findings.headline(results)))
-        plots.write_text(covariate_shift_findings.probes_csv(results))
-    print(f"wrote {', '.join(map(str, outputs))} ({seconds:.0f} s)")
+    def metrics(results: dict[str, Any]) -> str:
+        return json_text(covariate_shift_findings.headline(results))
+
+    run_experiment_stage(
+        __doc__,
+        argv,
+        "covariate_shift",
+        covariate_shift.run,
+        {"metrics": metrics, "plots": covariate_shift_findings.probes_csv},
+    )
 
 
 if __name__ == "__main__":

@@ -6,15 +6,12 @@ metrics file with each normalization's test accuracy after i.i.d. and after
 non-i.i.d. training.
 """
 
-import time
 from collections.abc import Sequence
+from typing import Any
 
-from pipeline import params
-from pipeline.atomic import atomic_paths, json_text
-from pipeline.backends import selected_backend
-from pipeline.cli import stage_paths
-from pipeline.environment import describe
+from pipeline.atomic import json_text
 from pipeline.errors import one_line_errors
+from pipeline.experiment_stage import run_experiment_stage
 from pipeline.experiments import non_iid
 from pipeline.outputs import keeps_outputs
 
@@ -33,22 +30,10 @@ def headline(runs: list[dict]) -> dict[str, float | None]:
 @keeps_outputs("non_iid")
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
-    paths = stage_paths(__doc__, argv, "mnist", "results", "metrics")
-    selected_backend()
-    config = params.load()
-    start = time.perf_counter()
-    measured = non_iid.run(config.non_iid, config.seed, paths.mnist)
-    seconds = round(time.perf_counter() - start, 2)
-    results = {
-        **describe(),
-        "params": {"seed": config.seed, **config.non_iid.model_dump()},
-        **measured,
-        "wall_seconds": seconds,
-    }
-    with atomic_paths(paths.results, paths.metrics) as (results_file, metrics):
-        results_file.write_text(json_text(results))
-        metrics.write_text(json_text(headline(measured["runs"])))
-    print(f"wrote {paths.results} and {paths.metrics} ({seconds:.0f} s)")
+    def metrics(results: dict[str, Any]) -> str:
+        return json_text(headline(results["runs"]))
+
+    run_experiment_stage(__doc__, argv, "non_iid", non_iid.run, {"metrics": metrics})
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ to start instead of sharing the folder. A NaN loss stops training before anythin
 is written. The outputs are written together, atomically; a failed run puts back
 the previous ones. Besides the headline metrics, the run's record (environment,
 images, time) goes to its own file, which the reports read.
+
+The metrics also say whether TensorFlow's oneDNN was on (`onednn`, 1 or 0; absent
+where TensorFlow kept its own default), the record who chose it and the CPU's flags
+that bear on it (pipeline.environment).
 """
 
 import argparse
@@ -39,13 +43,23 @@ from pipeline.devices import (
     data_parallel,
     device_names,
 )
-from pipeline.environment import describe
+from pipeline.environment import OneDnn, cpu_flags, describe, onednn_setting
 from pipeline.errors import PipelineError, one_line_errors
 from pipeline.models import compile_classifier, synchronized_batch_norm
 from pipeline.outputs import keeps_outputs
 
 # What `dvc metrics show` lists: the numbers a reader compares across runs.
 HEADLINE = ("accuracy", "loss", "val_accuracy", "val_loss", "images_per_second")
+
+
+def headline(measured: dict[str, float], onednn: OneDnn) -> dict[str, float]:
+    """HEADLINE's numbers, and `onednn`: 1 if TensorFlow's oneDNN was on, 0 if off
+    (left out where TensorFlow kept its own default, which the pipeline cannot
+    know)."""
+    numbers = {key: measured[key] for key in HEADLINE}
+    if onednn["enabled"] is not None:
+        numbers["onednn"] = int(onednn["enabled"])
+    return numbers
 
 
 def build_model(config: params.Train) -> bnk.CNN:
@@ -82,7 +96,7 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     diverged batch shows. Listed before the callbacks that log and back up the epoch.
     """
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingDiverged(
@@ -117,11 +131,11 @@ def history_rows(csv_path: Path) -> tuple[str, list[str]]:
 class EpochCounter(keras.callbacks.Callback):
     """Counts the epochs this process ran (fewer than asked for after a resume)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.epochs = 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs += 1
 
 
@@ -196,8 +210,11 @@ def fit_and_save(
         "images_per_second": round(counter.epochs * images / seconds, 1),
         **{key: float(value) for key, value in final.items() if key != "epoch"},
     }
+    onednn = onednn_setting()
     run = {
         **describe(),
+        "cpu_flags": cpu_flags(),
+        "onednn": onednn,
         "epochs": config.epochs,
         "epochs_run_by_this_process": counter.epochs,
         "devices": device_names(config.devices),
@@ -211,7 +228,7 @@ def fit_and_save(
     with atomic_paths(*outputs) as (model_file, history, metrics, run_file):
         model.save(model_file)
         history.write_text("\n".join([header, *rows]) + "\n")
-        metrics.write_text(json_text({key: measured[key] for key in HEADLINE}))
+        metrics.write_text(json_text(headline(measured, onednn)))
         run_file.write_text(json_text(run))
 
 
