@@ -506,7 +506,6 @@ class BatchNorm(keras.layers.Layer):
         # The closed-form gradient takes the statistics' part in the gradient on
         # itself; with `synchronized`, autodiff carries it through the all-reduces.
         closed_form = self.closed_form_gradient and not self.synchronized
-        statistics_input = ops.stop_gradient(x) if closed_form else x
         if self.synchronized:
             mean, variance, count, deviations = synchronized_moments(
                 x, reduction_axes, all_reduce_sum, mask
@@ -514,7 +513,11 @@ class BatchNorm(keras.layers.Layer):
         else:
             # Reusing `x - mean` saves a pass over the inputs on torch eager.
             mean, variance, count, deviations = moments(
-                statistics_input, reduction_axes, mask, return_deviations=True
+                x,
+                reduction_axes,
+                mask,
+                return_deviations=True,
+                gradient=not closed_form,
             )
         # Where a channel (of a sub-batch) has no unmasked entry: None if every
         # one has some.
@@ -523,7 +526,7 @@ class BatchNorm(keras.layers.Layer):
             has_data = count > 0
             mean = ops.where(has_data, mean, moving_mean)
             variance = ops.where(has_data, variance, moving_variance)
-            deviations = statistics_input - mean  # `mean` may have changed.
+            deviations = x - mean  # `mean` may have changed.
         follow = _Follower(channels, has_data, ghost)
         if self.renorm:
             gamma, beta = self._renormalize(
@@ -539,10 +542,8 @@ class BatchNorm(keras.layers.Layer):
             follow(self.moving_variance, population_variance, self.momentum)
         if closed_form:
             outputs = normalize_batch(
-                x,
-                mean,
-                variance,
                 deviations,
+                variance,
                 ops.ones_like(mean) if gamma is None else gamma,
                 beta,
                 self.epsilon,

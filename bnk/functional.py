@@ -30,6 +30,10 @@ def _per_axis(reduce: Callable[..., Tensor], x: Tensor, axes: Sequence[int]) -> 
     return x
 
 
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
 def _size(x: Tensor, axes: Sequence[int]) -> Tensor:
     """The number of entries of ``x`` per channel over ``axes``, as a float."""
     size = 1
@@ -43,6 +47,7 @@ def moments(
     axes: Sequence[int],
     mask: Tensor | None = None,
     return_deviations: bool = False,
+    gradient: bool = True,
 ) -> tuple[Tensor, ...]:
     """Batch mean and biased variance of ``x`` over ``axes``, in two passes.
 
@@ -59,6 +64,10 @@ def moments(
         return_deviations: if True, also return ``x - mean``, for
             `normalize` to reuse (one pass over ``x`` less, forward and
             backward, where no compiler merges the two).
+        gradient: if False, the mean and variance carry no gradient, and the
+            deviations only the identity's, as if the mean were a constant:
+            what `normalize_batch` takes, whose closed form accounts for the
+            statistics itself.
 
     Returns:
         ``(mean, variance, count)``: mean and variance keep the reduced axes
@@ -67,10 +76,11 @@ def moments(
         without a mask, else shaped like ``mean``).
         With ``return_deviations``, ``(mean, variance, count, x - mean)``.
     """
+    held = _identity if gradient else ops.stop_gradient
     if mask is None:
-        mean = _per_axis(ops.mean, x, axes)
+        mean = _per_axis(ops.mean, held(x), axes)
         deviations = x - mean
-        variance = _per_axis(ops.mean, ops.square(deviations), axes)
+        variance = _per_axis(ops.mean, ops.square(held(deviations)), axes)
         count = _size(x, axes)
         if return_deviations:
             return mean, variance, count, deviations
@@ -80,9 +90,10 @@ def moments(
     # An all-masked batch has no statistics; divide by one instead of zero so
     # the result stays finite, and let the caller decide what to do with it.
     safe_total = ops.maximum(total, 1.0)
-    mean = _per_axis(ops.sum, x * weights, axes) / safe_total
+    mean = _per_axis(ops.sum, held(x) * weights, axes) / safe_total
     deviations = x - mean
-    variance = _per_axis(ops.sum, ops.square(deviations) * weights, axes) / safe_total
+    squares = ops.square(held(deviations)) * weights
+    variance = _per_axis(ops.sum, squares, axes) / safe_total
     count = total
     if return_deviations:
         return mean, variance, count, deviations
@@ -178,10 +189,8 @@ def normalize(
 
 
 def normalize_batch(
-    x: Tensor,
-    mean: Tensor,
-    variance: Tensor,
     deviations: Tensor,
+    variance: Tensor,
     scale: Tensor,
     offset: Tensor | None,
     epsilon: float,
@@ -191,41 +200,41 @@ def normalize_batch(
 ) -> Tensor:
     """`normalize` with the batch's own statistics, and its gradient in closed form.
 
-    The output is ``(x - mean) / sqrt(variance + epsilon) * scale + offset``, where
-    ``mean`` and ``variance`` are the batch's statistics of ``x`` over ``axes`` (with
-    ``weights``, of the entries where it is 1) and depend on ``x``. Autodiff of the
-    two-pass statistics walks back through every pass; here, with ``x_hat`` the
-    normalized input and ``m`` = ``count``, the gradient is
+    The output is ``deviations / sqrt(variance + epsilon) * scale + offset``, where
+    ``deviations`` is ``x - mean`` and ``mean`` and ``variance`` are the batch's
+    statistics of ``x`` over ``axes`` (with ``weights``, of the entries where it is
+    1). Autodiff of the two-pass statistics walks back through every pass; here,
+    with ``x_hat`` the normalized input and ``m`` = ``count``, the gradient is
 
         dx = scale / sigma * (dy - w / m * (sum(dy) + x_hat * sum(dy * x_hat)))
         dscale = sum(dy * x_hat),  doffset = sum(dy)
 
     (``w`` the weights, 1 without a mask; the sums run over ``axes`` and every
     entry, masked or not, since every output depends on the statistics): two
-    reductions and one element-wise sweep over ``dy``, reusing ``deviations`` and
-    ``1 / sigma`` from the forward pass.
+    reductions and one element-wise sweep over ``dy``. Only ``deviations`` (and
+    ``1 / sigma``) is kept for it, which the forward pass computes anyway.
 
     Args:
-        x: the input, of which the gradient is taken.
-        mean, variance, deviations: the batch statistics of ``x`` (see `moments`)
-            and ``x - mean``, computed without gradient (`ops.stop_gradient`):
-            their effect on the gradient is in the closed form, and their own
-            gradient is None.
-        scale, offset: per-channel tensors that broadcast against ``x``
-            (``gamma`` and ``beta``, ones and None without them); ``offset``
+        deviations: ``x - mean``, with the mean held constant (see `moments` with
+            ``gradient=False``): the gradient given to it is ``dx`` above, which
+            takes the statistics into account, and passes on to ``x``.
+        variance: the batch variance, without gradient (its part is in ``dx``).
+        scale, offset: per-channel tensors that broadcast against ``deviations``
+            (``gamma`` and ``beta``; ones and None without them); ``offset``
             None adds nothing.
         epsilon: added to the variance.
         axes: the axes the statistics were taken over.
         count: the number of entries per channel in the statistics (scalar or
-            shaped like ``mean``); a channel with none (a fully masked one) has
-            statistics that do not depend on ``x``, and gets ``scale / sigma * dy``.
-        weights: the mask as 0/1 floats broadcastable to ``x``, or None.
+            shaped like ``variance``); a channel with none (a fully masked one)
+            has statistics that do not depend on ``x``, and gets
+            ``scale / sigma * dy``.
+        weights: the mask as 0/1 floats broadcastable to ``deviations``, or None.
     """
     # Every axis ``scale`` is broadcast over but the statistics are not (ghost
     # batches' sub-batch axis): its gradient is summed over those too.
     other_axes = [
         axis
-        for axis in range(len(x.shape))
+        for axis in range(len(deviations.shape))
         if axis not in axes and scale.shape[axis] == 1
     ]
     has_offset = offset is not None
@@ -234,12 +243,7 @@ def normalize_batch(
 
     @ops.custom_gradient
     def batch_normalized(
-        x: Tensor,
-        mean: Tensor,
-        variance: Tensor,
-        deviations: Tensor,
-        scale: Tensor,
-        offset: Tensor,
+        deviations: Tensor, variance: Tensor, scale: Tensor, offset: Tensor
     ) -> tuple[Tensor, Callable[..., tuple]]:
         inverse_stddev = ops.rsqrt(variance + epsilon)
         outputs = deviations * (scale * inverse_stddev)
@@ -259,14 +263,14 @@ def normalize_batch(
             )
             if weights is not None:
                 correction = correction * weights
-            dx = dy * input_scale - correction
+            ddeviations = dy * input_scale - correction
             dscale = _per_axis(ops.sum, sum_dy_deviations * inverse_stddev, other_axes)
             doffset = _per_axis(ops.sum, sum_dy, other_axes)
-            return dx, None, None, None, dscale, doffset
+            return ddeviations, None, dscale, doffset
 
         return outputs, backward
 
-    return batch_normalized(x, mean, variance, deviations, scale, offset)
+    return batch_normalized(deviations, variance, scale, offset)
 
 
 def moving_average(average: Tensor, value: Tensor, momentum: float) -> Tensor:
