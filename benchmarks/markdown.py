@@ -222,10 +222,12 @@ def render(report: dict[str, Any]) -> str:
             "",
         ]
         for row in report["targets"][name]:
+            _, worker, _, mode = row["config"].split("/")
+            compared = " vs plain PyTorch" if name == "keras_vs_plain_pytorch" else ""
             note = "" if row["counted"] else " (not counted)"
             lines.append(
-                f"- {row['backend']}: {shown_ratio(row, target.cost)} "
-                f"{verdict(row['pass'])}{note}"
+                f"- {worker_label(worker, m)}, {mode}{compared}: "
+                f"{shown_ratio(row, target.cost)} {verdict(row['pass'])}{note}"
             )
         lines.append("")
     lines += _where_the_time_goes(report)

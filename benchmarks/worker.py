@@ -221,7 +221,8 @@ class KerasBench:
             self._matmul = self._matmul_function(args.matmul_n, args.seed)
             self.matmul_n, self.matmul_reps = args.matmul_n, args.matmul_reps
             self.measure_matmul()  # Compiles.
-            self.measurements[f"peak/{backend}-matmul"] = self.measure_matmul
+            # Per worker: TensorFlow's two workers may differ (oneDNN).
+            self.measurements[f"peak/{worker}-matmul"] = self.measure_matmul
 
     def _matmul_function(
         self, n: int, seed: int

@@ -183,7 +183,10 @@ def test_markdown_shows_verdicts_memory_onednn_and_where_the_time_goes():
     text = markdown.render(report())
     assert "### `bn_cost`: MISS" in text
     assert "### `folding_speedup`: PASS" in text
-    assert "- jax (xla): cost 10% (rounds 10% – 10%; limit 6%) MISS" in text
+    assert "- jax, xla: cost 10% (rounds 10% – 10%; limit 6%) MISS" in text
+    assert (
+        "- tensorflow (oneDNN on, CPU without avx512f), graph vs plain PyTorch" in text
+    )
     assert "only in eager mode" in text
     assert "| tensorflow (oneDNN off, CPU without avx512f) | no BN | graph |" in text
     assert "- AVX-512 (avx512f): no" in text
