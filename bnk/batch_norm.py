@@ -14,6 +14,7 @@ from bnk.functional import (
     moments,
     moving_average,
     normalize,
+    normalize_batch,
     renorm_correction,
     renormalized_scale_and_offset,
     sub_batches,
@@ -229,6 +230,14 @@ class BatchNorm(keras.layers.Layer):
             uses rmin = 1 / rmax. Default None: no clipping.
         renorm_momentum: with `renorm`, the momentum of `renorm_mean` and
             `renorm_stddev`, in [0, 1). Default 0.99, as in Keras.
+        closed_form_gradient: if True (the default), the training-mode
+            gradient is computed in closed form (see
+            `bnk.functional.normalize_batch`): one sweep over the output's
+            gradient instead of autodiff back through both passes of the
+            statistics. The values are the same up to rounding. With
+            `synchronized=True` it is always autodiff, through the
+            all-reduces. False: autodiff everywhere (for checking and
+            benchmarking).
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`, ...).
 
     Call arguments:
@@ -268,6 +277,7 @@ class BatchNorm(keras.layers.Layer):
         renorm: bool = False,
         renorm_clipping: dict[str, float] | None = None,
         renorm_momentum: float = 0.99,
+        closed_form_gradient: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -343,6 +353,7 @@ class BatchNorm(keras.layers.Layer):
         )
         self._clipping = clipping
         self.renorm_momentum = float(renorm_momentum)
+        self.closed_form_gradient = bool(closed_form_gradient)
         self.supports_masking = True
         self.gamma = None
         self.beta = None
@@ -490,6 +501,10 @@ class BatchNorm(keras.layers.Layer):
         reduction_axes = [
             a for a in range(1 if ghost else 0, rank) if a != channel_axis
         ]
+        # The closed-form gradient takes the statistics' part in the gradient on
+        # itself; with `synchronized`, autodiff carries it through the all-reduces.
+        closed_form = self.closed_form_gradient and not self.synchronized
+        statistics_input = ops.stop_gradient(x) if closed_form else x
         if self.synchronized:
             mean, variance, count, deviations = synchronized_moments(
                 x, reduction_axes, all_reduce_sum, mask
@@ -497,7 +512,7 @@ class BatchNorm(keras.layers.Layer):
         else:
             # Reusing `x - mean` saves a pass over the inputs on torch eager.
             mean, variance, count, deviations = moments(
-                x, reduction_axes, mask, return_deviations=True
+                statistics_input, reduction_axes, mask, return_deviations=True
             )
         # Where a channel (of a sub-batch) has no unmasked entry: None if every
         # one has some.
@@ -506,7 +521,7 @@ class BatchNorm(keras.layers.Layer):
             has_data = count > 0
             mean = ops.where(has_data, mean, moving_mean)
             variance = ops.where(has_data, variance, moving_variance)
-            deviations = None  # `mean` may have changed.
+            deviations = statistics_input - mean  # `mean` may have changed.
         follow = _Follower(channels, has_data, ghost)
         if self.renorm:
             gamma, beta = self._renormalize(
@@ -520,9 +535,23 @@ class BatchNorm(keras.layers.Layer):
                 )
             follow(self.moving_mean, mean, self.momentum)
             follow(self.moving_variance, population_variance, self.momentum)
-        outputs = normalize(
-            x, mean, variance, gamma, beta, self.epsilon, deviations
-        )
+        if closed_form:
+            outputs = normalize_batch(
+                x,
+                mean,
+                variance,
+                deviations,
+                ops.ones_like(mean) if gamma is None else gamma,
+                beta,
+                self.epsilon,
+                reduction_axes,
+                count,
+                None if mask is None else ops.cast(mask, x.dtype),
+            )
+        else:
+            outputs = normalize(
+                x, mean, variance, gamma, beta, self.epsilon, deviations
+            )
         if ghost:
             outputs = ops.reshape(outputs, ops.shape(inputs))
         return ops.cast(outputs, self.compute_dtype)
@@ -610,4 +639,5 @@ class BatchNorm(keras.layers.Layer):
             "renorm": self.renorm,
             "renorm_clipping": self.renorm_clipping,
             "renorm_momentum": self.renorm_momentum,
+            "closed_form_gradient": self.closed_form_gradient,
         }

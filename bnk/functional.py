@@ -177,6 +177,91 @@ def normalize(
     return outputs
 
 
+def normalize_batch(
+    x: Tensor,
+    mean: Tensor,
+    variance: Tensor,
+    deviations: Tensor,
+    scale: Tensor,
+    offset: Tensor | None,
+    epsilon: float,
+    axes: Sequence[int],
+    count: Tensor,
+    weights: Tensor | None = None,
+) -> Tensor:
+    """`normalize` with the batch's own statistics, and its gradient in closed form.
+
+    The output is ``(x - mean) / sqrt(variance + epsilon) * scale + offset``, where
+    ``mean`` and ``variance`` are the batch's statistics of ``x`` over ``axes`` (with
+    ``weights``, of the entries where it is 1) and depend on ``x``. Autodiff of the
+    two-pass statistics walks back through every pass; here, with ``x_hat`` the
+    normalized input and ``m`` = ``count``, the gradient is
+
+        dx = scale / sigma * (dy - w / m * (sum(dy) + x_hat * sum(dy * x_hat)))
+        dscale = sum(dy * x_hat),  doffset = sum(dy)
+
+    (``w`` the weights, 1 without a mask; the sums run over ``axes`` and every
+    entry, masked or not, since every output depends on the statistics): two
+    reductions and one element-wise sweep over ``dy``, reusing ``deviations`` and
+    ``1 / sigma`` from the forward pass.
+
+    Args:
+        x: the input, of which the gradient is taken.
+        mean, variance, deviations: the batch statistics of ``x`` (see `moments`)
+            and ``x - mean``, computed without gradient (`ops.stop_gradient`):
+            their effect on the gradient is in the closed form, and their own
+            gradient is None.
+        scale, offset: per-channel tensors that broadcast against ``x``
+            (``gamma`` and ``beta``, ones and None without them); ``offset``
+            None adds nothing.
+        epsilon: added to the variance.
+        axes: the axes the statistics were taken over.
+        count: the number of entries per channel in the statistics (scalar or
+            shaped like ``mean``); a channel with none (a fully masked one) has
+            statistics that do not depend on ``x``, and gets ``scale / sigma * dy``.
+        weights: the mask as 0/1 floats broadcastable to ``x``, or None.
+    """
+    # Every axis ``scale`` is broadcast over but the statistics are not (ghost
+    # batches' sub-batch axis): its gradient is summed over those too.
+    other_axes = [
+        axis
+        for axis in range(len(x.shape))
+        if axis not in axes and scale.shape[axis] == 1
+    ]
+    has_offset = offset is not None
+    if offset is None:
+        offset = ops.zeros_like(scale)
+
+    @ops.custom_gradient
+    def batch_normalized(x, mean, variance, deviations, scale, offset):
+        inverse_stddev = ops.rsqrt(variance + epsilon)
+        outputs = deviations * (scale * inverse_stddev)
+        if has_offset:
+            outputs = outputs + offset
+
+        def backward(*args: Tensor, upstream: Tensor | None = None) -> tuple:
+            # TensorFlow and JAX pass the output's gradient positionally, torch
+            # as `upstream`.
+            dy = args[0] if upstream is None else upstream
+            sum_dy = _per_axis(ops.sum, dy, axes)
+            sum_dy_deviations = _per_axis(ops.sum, dy * deviations, axes)
+            input_scale = scale * inverse_stddev
+            per_entry = input_scale / ops.maximum(count, 1.0)
+            correction = per_entry * sum_dy + deviations * (
+                per_entry * ops.square(inverse_stddev) * sum_dy_deviations
+            )
+            if weights is not None:
+                correction = correction * weights
+            dx = dy * input_scale - correction
+            dscale = _per_axis(ops.sum, sum_dy_deviations * inverse_stddev, other_axes)
+            doffset = _per_axis(ops.sum, sum_dy, other_axes)
+            return dx, None, None, None, dscale, doffset
+
+        return outputs, backward
+
+    return batch_normalized(x, mean, variance, deviations, scale, offset)
+
+
 def moving_average(average: Tensor, value: Tensor, momentum: float) -> Tensor:
     """``average * momentum + value * (1 - momentum)``: one step of a moving average."""
     return average * momentum + value * (1.0 - momentum)
