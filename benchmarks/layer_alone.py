@@ -141,10 +141,12 @@ def saved_bytes(backend: str, layer: keras.layers.Layer, x: np.ndarray) -> int |
     import torch
 
     def storages() -> dict[int, int]:
+        # Plain tensors only, by exact type: torch.compile's fake and functional
+        # tensor subclasses hold no data, and type() looks up no lazy module.
         return {
             t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
             for t in gc.get_objects()
-            if issubclass(type(t), torch.Tensor)  # type(): no proxy lookups
+            if type(t) in (torch.Tensor, torch.nn.Parameter)
         }
 
     x_t = torch.from_numpy(x).requires_grad_()
