@@ -55,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=int, help="rounds (default 5; quick 2)")
     parser.add_argument(
-        "--steps", type=int, help="training steps per measurement (default 25; quick 3)"
+        "--steps", type=int, help="training steps per measurement (default 20; quick 3)"
     )
     parser.add_argument(
         "--layer-reps",
@@ -103,7 +103,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     defaults = {
         "repeats": (5, 2),
-        "steps": (25, 3),
+        "steps": (20, 3),
         "layer_reps": (30, 3),
         "infer_steps": (5, 1),
         "warmup": (5, 1),
