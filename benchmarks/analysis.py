@@ -1,9 +1,12 @@
 """What the benchmark's measurements say: summaries, matmul fractions, targets.
 
-Configurations are named `task/backend/label/mode` (`train/jax/bnk.BatchNorm/xla`,
-`infer/torch/folded/eager`) or `peak/<library>-matmul`. Ratios between two
-configurations are paired round by round: the rates measured in the same round
-are divided, and those ratios summarized, so that a slow round slows both.
+Configurations are named `task/worker/label/mode`: `train/jax/bnk closed-form/xla`
+(a training step of bnk.CNN), `layer/torch/bnk autodiff/eager` (the BN layer
+alone, forward and backward), `infer/torch/folded/eager`; or
+`peak/<library>-matmul`. A worker is a Keras backend, TensorFlow with oneDNN on or
+off, or `torch-native`. Ratios between two configurations are paired round by
+round: the rates measured in the same round are divided, and those ratios
+summarized, so that a slow round slows both.
 """
 
 from __future__ import annotations
@@ -12,36 +15,61 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from pipeline.backends import BACKENDS
-
+# TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import: one worker per value.
+ONEDNN = {"tensorflow-onednn-on": "1", "tensorflow-onednn-off": "0"}
+WORKERS = (*ONEDNN, "jax", "torch", "torch-native")
 PLAIN_PYTORCH = "train/torch-native/BatchNorm2d/eager"
+# The variants of the BN layer, as labels of configurations.
+CLOSED_FORM = "bnk closed-form"
+AUTODIFF = "bnk autodiff"
+KERAS_BN = "keras.BatchNormalization"
+NO_BN = "no BN"
+# BN's cost over no BN that `bn_cost` allows, per backend (half of what it was
+# before the closed-form gradient); TensorFlow's counts with oneDNN on.
+BN_COST_LIMITS = {"tensorflow": 0.10, "jax": 0.06, "torch": 0.12}
+# Backends whose every compile mode counts in `bn_cost`, not only the faster.
+BN_COST_EVERY_MODE = ("torch",)
+
+
+def backend_of(worker: str) -> str:
+    """The Keras backend a worker runs (`torch-native` for the plain loop)."""
+    return "tensorflow" if worker in ONEDNN else worker
 
 
 class Target(NamedTuple):
-    """A ratio of throughputs that should reach `goal` (median over the rounds)."""
+    """A ratio of throughputs that should reach each row's goal (median over the
+    rounds). A `cost` target shows the ratio `r` as the cost `1 - r`, its goal
+    as the most the cost may be."""
 
-    goal: float
     description: str
+    cost: bool = False
 
 
 TARGETS: dict[str, Target] = {
+    "bn_cost": Target(
+        "BN's cost in the training step, 1 - (bnk closed-form / no BN images/s), "
+        "is at most half of what it was: tensorflow (oneDNN on) <= 10%, jax <= 6%, "
+        "torch <= 12% in eager mode and under torch.compile; tensorflow and jax "
+        "count in their faster compile mode",
+        cost=True,
+    ),
     "bnk_vs_keras_bn": Target(
-        1.0,
-        "The bnk.BatchNorm training step is at least as fast as "
-        "keras.layers.BatchNormalization, on every backend in its faster compile "
-        "mode (bnk / keras >= 1)",
+        "The bnk.BatchNorm (closed-form) training step is at least 1.05x "
+        "keras.layers.BatchNormalization's, on every backend in its fastest "
+        "configuration (bnk / keras >= 1.05)",
     ),
     "keras_vs_plain_pytorch": Target(
-        1.0,
-        "The fastest Keras backend (bnk.CNN + bnk.BatchNorm) trains at least as fast "
-        "as the plain PyTorch loop (ratio >= 1)",
+        "The fastest Keras backend (bnk.CNN + bnk.BatchNorm, closed-form) trains "
+        "at least as fast as the plain PyTorch loop (ratio >= 1)",
     ),
     "folding_speedup": Target(
-        1.3,
-        "Folded inference is at least 1.3x unfolded, on every backend in its faster "
-        "compile mode (folded / unfolded >= 1.3)",
+        "Folded inference is at least 1.3x unfolded in eager mode (folded / "
+        "unfolded >= 1.3). XLA and TensorFlow's graph mode already fuse the "
+        "inference-time affine into the convolution (measured 0.98x - 1.02x), so "
+        "folding pays only in eager mode, and only eager inference is measured",
     ),
 }
+GOALS = {"bnk_vs_keras_bn": 1.05, "keras_vs_plain_pytorch": 1.0, "folding_speedup": 1.3}
 
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:
@@ -84,10 +112,12 @@ def analyze(
         A dict: `flop_per_image` (`(forward, training)`, or None without a
         Keras worker); `peak_flop_per_s` (device -> best median matmul rate
         on it); `results` (configuration name -> `summarize` of its rates,
-        with its `device`, `unit` and, where a peak and FLOP count are known,
-        `fraction_of_peak`); `targets` (target name -> one row per backend
-        compared: `backend`, `ratio` (`paired`), `goal`, whether it is
-        `counted` in the verdict, and whether it `pass`es); `verdicts`
+        with its `device`, `unit` and, for a training or inference
+        configuration where a peak and FLOP count are known,
+        `fraction_of_peak`); `comparisons` (`comparisons`); `targets`
+        (target name -> one row per worker and mode compared: `backend` (as
+        shown), `config` (the numerator), `ratio` (`paired`), `goal`, whether
+        it is `counted` in the verdict, and whether it `pass`es); `verdicts`
         (target name -> True, False, or None when no row counts).
     """
     results = {name: summarize(values) for name, values in rates.items()}
@@ -106,108 +136,157 @@ def analyze(
     )
     for name, summary in results.items():
         device = kinds[name]["device"]
-        if flop and device in peaks and not name.startswith("peak/"):
+        if flop and device in peaks and name.split("/")[0] in ("train", "infer"):
             per_image = flop[1] if name.startswith("train/") else flop[0]
             summary["fraction_of_peak"] = summary["median"] * per_image / peaks[device]
         summary.update(kinds[name])
 
-    # Where a backend ran in two compile modes (torch: eager, torch.compile;
-    # tensorflow: graph, xla), the targets count the mode in which bnk.CNN as
-    # it comes (bnk.BatchNorm, unfolded) is faster, as a user would keep that
-    # one; the other mode is shown.
+    fastest = _fastest(results, "train", CLOSED_FORM).values()
     targets = {
-        "bnk_vs_keras_bn": _per_backend_ratios(
-            rates,
-            "bnk_vs_keras_bn",
-            "train/{}/bnk.BatchNorm/{}",
-            "train/{}/keras.BatchNormalization/{}",
-            _fastest_modes(results, "train", "bnk.BatchNorm"),
-        ),
+        "bn_cost": _bn_cost(rates, results),
+        "bnk_vs_keras_bn": [
+            _row(
+                rates,
+                "bnk_vs_keras_bn",
+                name,
+                relabelled(name, KERAS_BN),
+                counted=name in fastest,
+            )
+            for name in _configs(rates, "train", CLOSED_FORM)
+            if relabelled(name, KERAS_BN) in rates
+        ],
         "keras_vs_plain_pytorch": _fastest_keras_vs_plain_pytorch(rates, results),
-        "folding_speedup": _per_backend_ratios(
-            rates,
-            "folding_speedup",
-            "infer/{}/folded/{}",
-            "infer/{}/unfolded/{}",
-            _fastest_modes(results, "infer", "unfolded"),
-        ),
+        "folding_speedup": [
+            _row(
+                rates,
+                "folding_speedup",
+                name,
+                relabelled(name, "unfolded"),
+                counted=name.endswith("/eager"),
+            )
+            for name in _configs(rates, "infer", "folded")
+            if relabelled(name, "unfolded") in rates
+        ],
     }
     verdicts = {}
     for name, rows in targets.items():
-        for row in rows:
-            row["pass"] = row["ratio"]["median"] >= row["goal"]
         counted = [row["pass"] for row in rows if row["counted"]]
         verdicts[name] = all(counted) if counted else None
     return {
         "flop_per_image": flop,
         "peak_flop_per_s": peaks,
         "results": results,
+        "comparisons": comparisons(rates),
         "targets": targets,
         "verdicts": verdicts,
     }
 
 
-def _per_backend_ratios(rates, target, numerator, denominator, counted_modes):
-    """The rows of `target`: `numerator` over `denominator`, per backend and mode.
+def comparisons(rates: Mapping[str, Sequence[float]]) -> dict[str, dict[str, Any]]:
+    """Each bnk closed-form configuration (training step and layer alone) over
+    each other variant measured with it: configuration -> label -> `paired`."""
+    return {
+        name: {
+            label: paired(rates, name, relabelled(name, label))
+            for label in (AUTODIFF, KERAS_BN, NO_BN)
+            if relabelled(name, label) in rates
+        }
+        for task in ("train", "layer")
+        for name in _configs(rates, task, CLOSED_FORM)
+    }
 
-    Args:
-        rates: as for `analyze`.
-        target: a name in `TARGETS`.
-        numerator: configuration name pattern, `{}` for the backend and the
-            mode: "train/{}/bnk.BatchNorm/{}".
-        denominator: the same for the configuration divided by.
-        counted_modes: backend -> the one mode whose row counts in the verdict.
-    """
+
+def relabelled(name: str, label: str) -> str:
+    """The configuration `name` (`task/worker/label/mode`) with another label."""
+    task, worker, _, mode = name.split("/")
+    return f"{task}/{worker}/{label}/{mode}"
+
+
+def _configs(rates: Mapping[str, Any], task: str, label: str) -> list[str]:
+    """The configurations `task/*/label/*` in `rates`."""
+    return [
+        name
+        for name in rates
+        if len(name.split("/")) == 4
+        and name.split("/")[0] == task
+        and name.split("/")[2] == label
+    ]
+
+
+def _row(
+    rates: Mapping[str, Sequence[float]],
+    target: str,
+    numerator: str,
+    denominator: str,
+    counted: bool,
+    goal: float | None = None,
+) -> dict[str, Any]:
+    """One row of `target`: `numerator / denominator`, paired, against the goal
+    (`GOALS[target]` unless given)."""
+    _, worker, _, mode = numerator.split("/")
+    ratio = paired(rates, numerator, denominator)
+    goal = GOALS[target] if goal is None else goal
+    return {
+        "backend": f"{worker} ({mode})",
+        "config": numerator,
+        "ratio": ratio,
+        "goal": goal,
+        "counted": counted,
+        "pass": ratio["median"] >= goal,
+    }
+
+
+def _bn_cost(
+    rates: Mapping[str, Sequence[float]], results: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The rows of `bn_cost`: bnk closed-form over no BN, its goal `1 - limit`."""
+    fastest = _fastest(results, "train", CLOSED_FORM, by_worker=True)
     rows = []
-    for name in rates:
-        parts = name.split("/")
-        if len(parts) != 4:
+    for name in _configs(rates, "train", CLOSED_FORM):
+        other = relabelled(name, NO_BN)
+        worker = name.split("/")[1]
+        backend = backend_of(worker)
+        if other not in rates or backend not in BN_COST_LIMITS:
             continue
-        _, backend, _, mode = parts
-        other = denominator.format(backend, mode)
-        if name == numerator.format(backend, mode) and other in rates:
-            rows.append(
-                {
-                    "backend": f"{backend} ({mode})",
-                    "ratio": paired(rates, name, other),
-                    "goal": TARGETS[target].goal,
-                    "counted": counted_modes[backend] == mode,
-                }
-            )
+        counted = ONEDNN.get(worker) != "0" and (
+            backend in BN_COST_EVERY_MODE or name == fastest[worker]
+        )
+        rows.append(
+            _row(rates, "bn_cost", name, other, counted, 1 - BN_COST_LIMITS[backend])
+        )
     return rows
 
 
-def _fastest_keras_vs_plain_pytorch(rates, results):
+def _fastest_keras_vs_plain_pytorch(
+    rates: Mapping[str, Sequence[float]], results: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """The fastest Keras backend's bnk.CNN training over the plain PyTorch loop."""
     keras_bnk = [
         name
-        for name in rates
-        if name.startswith("train/")
-        and "/bnk.BatchNorm/" in name
-        and name.split("/")[1] in BACKENDS
+        for name in _configs(rates, "train", CLOSED_FORM)
+        if name.split("/")[1] != "torch-native"
     ]
     if PLAIN_PYTORCH not in rates or not keras_bnk:
         return []
     best = max(keras_bnk, key=lambda name: results[name]["median"])
-    _, backend, _, mode = best.split("/")
-    return [
-        {
-            "backend": f"{backend} ({mode}) vs plain PyTorch",
-            "ratio": paired(rates, best, PLAIN_PYTORCH),
-            "goal": TARGETS["keras_vs_plain_pytorch"].goal,
-            "counted": True,
-        }
-    ]
+    row = _row(rates, "keras_vs_plain_pytorch", best, PLAIN_PYTORCH, counted=True)
+    row["backend"] += " vs plain PyTorch"
+    return [row]
 
 
-def _fastest_modes(results, task, label):
-    """backend -> the compile mode in which `task/backend/label` is fastest."""
-    best = {}
-    for name, summary in results.items():
-        parts = name.split("/")
-        if len(parts) == 4 and parts[0] == task and parts[2] == label:
-            backend = parts[1]
-            fastest = best.get(backend)
-            if fastest is None or summary["median"] > results[fastest]["median"]:
-                best[backend] = name
-    return {backend: name.split("/")[3] for backend, name in best.items()}
+def _fastest(
+    results: Mapping[str, Mapping[str, Any]],
+    task: str,
+    label: str,
+    by_worker: bool = False,
+) -> dict[str, str]:
+    """Backend (or worker, `by_worker`) -> its fastest configuration
+    `task/worker/label/mode`: over compile modes, and for a backend over its
+    workers (TensorFlow's oneDNN on and off)."""
+    best: dict[str, str] = {}
+    for name in _configs(results, task, label):
+        worker = name.split("/")[1]
+        key = worker if by_worker else backend_of(worker)
+        if key not in best or results[name]["median"] > results[best[key]]["median"]:
+            best[key] = name
+    return best

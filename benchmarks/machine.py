@@ -25,7 +25,26 @@ def describe() -> dict[str, Any]:
         pass
     if hasattr(os, "sched_getaffinity"):
         info["usable_cpus"] = len(os.sched_getaffinity(0))
+    flags = cpu_flags()
+    if flags is not None:
+        info["avx512f"] = "avx512f" in flags
     return info
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags (Linux's /proc/cpuinfo), or None where unknown.
+
+    TensorFlow turns oneDNN on by default only on CPUs with AVX-512 (among
+    others), so whether `avx512f` is here says which default a run measured.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
 
 
 def load_average() -> list[float] | None:

@@ -4,13 +4,61 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.analysis import TARGETS
-
-VERSION_KEYS = ("keras", "tensorflow", "jax", "torch", "numpy", "torch_threads")
-THROUGHPUT_TABLES = (
-    ("train", "Training throughput (images/s, batch 64, Adam)"),
-    ("infer", "Inference throughput (images/s, batch 1000)"),
+from benchmarks.analysis import (
+    AUTODIFF,
+    CLOSED_FORM,
+    KERAS_BN,
+    NO_BN,
+    ONEDNN,
+    TARGETS,
+    relabelled,
 )
+from benchmarks.layer_alone import FIRST_BLOCK_ACTIVATION
+
+VERSION_KEYS = (
+    "keras",
+    "tensorflow",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "jax",
+    "torch",
+    "numpy",
+    "torch_threads",
+)
+THROUGHPUT_TABLES = (
+    ("train", "Training throughput (images/s, batch {batch}, Adam)"),
+    (
+        "layer",
+        "The BN layer alone: forward and backward in training mode "
+        "(images/s, batch {batch} of {shape})",
+    ),
+    ("infer", "Inference throughput in eager mode (images/s, batch {infer_batch})"),
+)
+
+
+def worker_label(worker: str, machine: dict[str, Any]) -> str:
+    """A worker as the tables name it: TensorFlow's with oneDNN on or off and
+    whether the CPU has AVX-512 (`avx512f`), which sets TensorFlow's default."""
+    if worker not in ONEDNN:
+        return worker
+    state = "on" if ONEDNN[worker] == "1" else "off"
+    avx512 = machine.get("avx512f")
+    cpu = "" if avx512 is None else f", CPU {'with' if avx512 else 'without'} avx512f"
+    return f"tensorflow (oneDNN {state}{cpu})"
+
+
+def shown_ratio(row: dict[str, Any], cost: bool) -> str:
+    """A target row's median and range: the ratio, or for a cost target the
+    cost `1 - ratio` against its limit."""
+    ratio = row["ratio"]
+    if cost:
+        return (
+            f"cost {1 - ratio['median']:.0%} (rounds {1 - ratio['max']:.0%} – "
+            f"{1 - ratio['min']:.0%}; limit {1 - row['goal']:.0%})"
+        )
+    return (
+        f"{ratio['median']:.2f} (rounds {ratio['min']:.2f} – {ratio['max']:.2f}; "
+        f"goal {row['goal']:.2f})"
+    )
 
 
 def verdict(value: bool | None) -> str:
@@ -18,7 +66,7 @@ def verdict(value: bool | None) -> str:
     return "n/a" if value is None else "PASS" if value else "MISS"
 
 
-def _rate_columns(summary, unit):
+def _rate_columns(summary: dict[str, Any], unit: str) -> tuple[str, str]:
     """The median and the "min – max" of a summary, as table cells."""
     if unit == "flop":
         return (
@@ -38,7 +86,8 @@ def render(report: dict[str, Any]) -> str:
             f"Run {report['date']} with `{report['command']}` "
             f"({settings['repeats']} interleaved rounds; "
             f"{settings['steps']} training steps of batch "
-            f"{settings['batch']} and {settings['infer_steps']} "
+            f"{settings['batch']}, {settings['layer_reps']} passes of the BN "
+            f"layer alone and {settings['infer_steps']} "
             f"inference batches of {settings['infer_batch']} per measurement; "
             f"{report['wall_seconds'] / 60:.1f} min in all)."
         ),
@@ -62,6 +111,12 @@ def render(report: dict[str, Any]) -> str:
         ),
         f"- {m['platform']}, Python {m['python']}",
         (
+            "- AVX-512 (avx512f): "
+            + {True: "yes", False: "no", None: "unknown"}[m.get("avx512f")]
+            + " (TensorFlow turns oneDNN on by default only on CPUs with it; "
+            "both settings are measured, forced by `TF_ENABLE_ONEDNN_OPTS`)"
+        ),
+        (
             f"- load average (1, 5, 15 min) at start {report['load_start']}, "
             f"at end {report['load_end']} "
             "(other work on the machine makes numbers noisy)"
@@ -70,7 +125,8 @@ def render(report: dict[str, Any]) -> str:
     for name, info in report["workers"].items():
         versions = ", ".join(f"{k} {v}" for k, v in info.items() if k in VERSION_KEYS)
         lines.append(
-            f"- {name}: {versions}; device: {info['device']} ({info['device_name']})"
+            f"- {worker_label(name, m)}: {versions}; "
+            f"device: {info['device']} ({info['device_name']})"
         )
     flop = report["flop_per_image"]
     if flop:
@@ -115,28 +171,48 @@ def render(report: dict[str, Any]) -> str:
             + "; that is, images/s x FLOP per image / limit.",
             "",
         ]
+    saved = {
+        key: nbytes
+        for info in report["workers"].values()
+        for key, nbytes in info.get("saved_bytes", {}).items()
+    }
     for task, title in THROUGHPUT_TABLES:
         names = [name for name in results if name.startswith(task + "/")]
         if not names:
             continue
+        shape = "×".join(map(str, FIRST_BLOCK_ACTIVATION))
         lines += [
-            f"## {title}",
+            "## " + title.format(shape=shape, **settings),
             "",
-            "| backend | BN | compile | images/s | min – max | spread "
-            "| of matmul limit |",
+            "| backend | BN | compile | images/s | min – max | spread | "
+            + ("kept for backward |" if task == "layer" else "of matmul limit |"),
             "| --- | --- | --- | ---: | --- | ---: | ---: |",
         ]
         for name in sorted(names):
-            _, backend, bn, mode = name.split("/")
+            _, worker, bn, mode = name.split("/")
             summary = results[name]
             median, span = _rate_columns(summary, "images")
-            fraction = summary.get("fraction_of_peak")
-            fraction = f"{100 * fraction:.1f}%" if fraction is not None else "–"
+            if task == "layer":
+                last = _bytes(saved.get(f"{worker}/{bn}"))
+            else:
+                fraction = summary.get("fraction_of_peak")
+                last = f"{100 * fraction:.1f}%" if fraction is not None else "–"
             lines.append(
-                f"| {backend} | {bn} | {mode} | {median} | {span} | "
-                f"{100 * summary['spread']:.0f}% | {fraction} |"
+                f"| {worker_label(worker, m)} | {bn} | {mode} | {median} | {span} | "
+                f"{100 * summary['spread']:.0f}% | {last} |"
             )
         lines.append("")
+        if task == "layer":
+            lines += [
+                "`kept for backward`: the bytes one forward pass keeps for the "
+                "backward pass (measured once per variant: JAX, the residuals of "
+                "`jax.vjp`; torch in eager mode, the tensors autograd saves plus "
+                "those a custom gradient holds, counted once per storage, the "
+                "input included where kept). TensorFlow: not reported, its "
+                "gradient tape gives no account of what it keeps.",
+                "",
+            ]
+    lines += _comparisons(report)
     lines += ["## Targets", ""]
     for name, target in TARGETS.items():
         lines += [
@@ -146,12 +222,107 @@ def render(report: dict[str, Any]) -> str:
             "",
         ]
         for row in report["targets"][name]:
-            ratio = row["ratio"]
-            note = "" if row["counted"] else " (not counted: the other mode is faster)"
+            _, worker, _, mode = row["config"].split("/")
+            compared = " vs plain PyTorch" if name == "keras_vs_plain_pytorch" else ""
+            note = "" if row["counted"] else " (not counted)"
             lines.append(
-                f"- {row['backend']}: {ratio['median']:.2f} "
-                f"(rounds {ratio['min']:.2f} – {ratio['max']:.2f}) "
-                f"{verdict(row['pass'])}{note}"
+                f"- {worker_label(worker, m)}, {mode}{compared}: "
+                f"{shown_ratio(row, target.cost)} {verdict(row['pass'])}{note}"
             )
         lines.append("")
+    lines += _where_the_time_goes(report)
     return "\n".join(lines)
+
+
+def _bytes(nbytes: int | None) -> str:
+    """A byte count as a table cell, in MiB."""
+    return "not reported" if nbytes is None else f"{nbytes / 2**20:.1f} MiB"
+
+
+def _comparisons(report: dict[str, Any]) -> list[str]:
+    """The table of bnk closed-form over each other variant, paired by round."""
+    rows = report["comparisons"]
+    if not rows:
+        return []
+    lines = [
+        "## bnk closed-form over the other variants (paired by round)",
+        "",
+        f"| task | backend | compile | / {AUTODIFF} | / {KERAS_BN} | / {NO_BN} |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for name, ratios in sorted(rows.items()):
+        task, worker, _, mode = name.split("/")
+        cells = [
+            f"{ratios[label]['median']:.2f}" if label in ratios else "–"
+            for label in (AUTODIFF, KERAS_BN, NO_BN)
+        ]
+        task = "training step" if task == "train" else "layer alone"
+        lines.append(
+            f"| {task} | {worker_label(worker, report['machine'])} | {mode} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return [*lines, ""]
+
+
+def _where_the_time_goes(report: dict[str, Any]) -> list[str]:
+    """For each training step whose counted target row is missed: the step's
+    time with and without BN, the BN layer's own time, and the op profile
+    where the backend gave one."""
+    missed = sorted(
+        {
+            row["config"]
+            for name in ("bn_cost", "bnk_vs_keras_bn")
+            for row in report["targets"][name]
+            if row["counted"] and not row["pass"]
+        }
+    )
+    if not missed:
+        return []
+    results, batch = report["results"], report["settings"]["batch"]
+    lines = [
+        "## Where the time goes in the steps that miss a target",
+        "",
+    ]
+
+    def ms(name: str) -> str:
+        """Milliseconds per batch of a configuration, from its median rate."""
+        if name not in results:
+            return "–"
+        return f"{1000 * batch / results[name]['median']:.1f} ms"
+
+    for name in missed:
+        _, worker, _, mode = name.split("/")
+        layer = f"layer/{worker}/{CLOSED_FORM}/{mode}"
+        lines += [
+            f"### {worker_label(worker, report['machine'])}, {mode}",
+            "",
+            f"- training step: {ms(name)} with bnk closed-form, "
+            f"{ms(relabelled(name, KERAS_BN))} with Keras BN, "
+            f"{ms(relabelled(name, NO_BN))} without BN",
+            "- the first block's BN layer alone, forward and backward: "
+            + ", ".join(
+                f"{ms(relabelled(layer, label))} ({label})"
+                for label in (CLOSED_FORM, AUTODIFF, KERAS_BN)
+            )
+            + " (the second block's has half as many elements)",
+            "",
+        ]
+        profile = report.get("profiles", {}).get(name)
+        if profile:
+            lines += [
+                "torch.profiler, the ten ops with the most time of their own in "
+                "five training steps:",
+                "",
+                "```",
+                profile.rstrip(),
+                "```",
+                "",
+            ]
+        else:
+            lines += [
+                "No op-level profile is collected on this backend (TensorFlow's "
+                "and JAX's profilers write TensorBoard traces).",
+                "",
+            ]
+    return lines

@@ -99,7 +99,7 @@ class NativeTorch:
             "peak/torch-matmul": self.matmul_torch,
         }
 
-    def _train(self, steps):
+    def _train(self, steps: int) -> None:
         model, optimizer, loss, batch = (
             self.model,
             self.optimizer,
@@ -154,7 +154,7 @@ class NativeTorch:
     def device_kind(self) -> str:
         return "gpu" if self.dev.type == "cuda" else "cpu"
 
-    def _matmul_flop(self):
+    def _matmul_flop(self) -> int:
         return 2 * self.matmul_n**3 * self.matmul_reps
 
     def info(self) -> dict[str, Any]:

@@ -4,19 +4,25 @@ Measures, with each backend in its own worker process (`benchmarks.worker`,
 driven by `benchmarks.runner`):
 
 - training throughput (images/s, batch 64, Adam, synthetic MNIST-shaped data in
-  memory) of `bnk.CNN` with `bnk.BatchNorm`, with `keras.layers.BatchNormalization`
-  in its place, and without BN, on TensorFlow and JAX (XLA, Keras's
-  `jit_compile=True`; TensorFlow also as a plain tf.function, Keras's default on a
-  CPU) and torch (eager, and `torch.compile` through
-  `jit_compile=True`);
+  memory) of `bnk.CNN` with `bnk.BatchNorm` (its closed-form gradient, and Keras
+  autodiff with `closed_form_gradient=False`), with
+  `keras.layers.BatchNormalization` in its place, and without BN, on TensorFlow
+  (a plain tf.function, Keras's default on a CPU, and XLA, Keras's
+  `jit_compile=True`), each with oneDNN on and off (`TF_ENABLE_ONEDNN_OPTS`), on
+  JAX (XLA) and torch (eager, and `torch.compile` through `jit_compile=True`);
+- the BN layer alone, forward and backward in training mode on a 64-image
+  activation like the input of bnk.CNN's first BN layer (`benchmarks.layer_alone`),
+  in the same variants and compile modes, and the bytes each variant keeps for
+  its backward pass (JAX and torch);
 - the same network as a plain PyTorch eager loop with `torch.nn.BatchNorm2d`;
 - inference throughput (batch 1000) of `bnk.CNN` as it is and folded by
-  `bnk.fold_batch_norm`;
+  `bnk.fold_batch_norm`, in eager mode (torch);
 - the float32 matrix-multiply peak (numpy, torch, and XLA on TensorFlow and JAX),
   and each throughput as a fraction of the limit it implies.
 
 It reports medians and min-max spreads, ratios paired round by round, and
-PASS/MISS for the targets (`benchmarks.analysis.TARGETS`). Writes
+PASS/MISS for the targets (`benchmarks.analysis.TARGETS`), with torch's profile
+of the training steps whose target is missed. Writes
 `benchmarks/results.json` and `benchmarks/results.md` (`benchmarks.markdown`);
 worker logs go to `benchmarks/logs/`. `--reanalyze` redoes the analysis and the
 Markdown from an earlier `results.json`, without measuring.
@@ -34,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import machine, markdown
-from benchmarks.analysis import TARGETS, analyze
-from benchmarks.runner import WORKERS, measure
+from benchmarks.analysis import TARGETS, WORKERS, analyze
+from benchmarks.runner import measure
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,9 +53,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="a tiny smoke run (numbers meaningless)"
     )
-    parser.add_argument("--repeats", type=int, help="rounds (default 7; quick 2)")
+    parser.add_argument("--repeats", type=int, help="rounds (default 5; quick 2)")
     parser.add_argument(
-        "--steps", type=int, help="training steps per measurement (default 50; quick 3)"
+        "--steps", type=int, help="training steps per measurement (default 20; quick 3)"
+    )
+    parser.add_argument(
+        "--layer-reps",
+        type=int,
+        help="forward+backward passes of the BN layer alone per measurement "
+        "(default 30; quick 3)",
     )
     parser.add_argument(
         "--infer-steps",
@@ -90,8 +102,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     defaults = {
-        "repeats": (7, 2),
-        "steps": (50, 3),
+        "repeats": (5, 2),
+        "steps": (20, 3),
+        "layer_reps": (30, 3),
         "infer_steps": (5, 1),
         "warmup": (5, 1),
         "matmul_reps": (10, 2),
@@ -115,7 +128,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
     print(
         f"starting workers: {', '.join(args.backends)} (logs in {log_dir})", flush=True
     )
-    workers, rates, kinds = measure(args, log_dir)
+    workers, rates, kinds, profiles = measure(args, log_dir)
     command = "python -m benchmarks.run " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
@@ -130,6 +143,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
         "load_end": machine.load_average(),
         "wall_seconds": time.perf_counter() - start,
         "workers": workers,
+        "profiles": profiles,
         **analyze(rates, kinds, workers),
     }
 
@@ -152,6 +166,7 @@ def reanalyzed(path: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Measures (or reanalyzes) and writes `results.json` and `results.md`."""
     args = parse_args(argv)
     report = (
         reanalyzed(args.out / "results.json") if args.reanalyze else run(args, argv)
@@ -163,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     for name, target in TARGETS.items():
         rows = ", ".join(
-            f"{row['backend']} {row['ratio']['median']:.2f}"
+            f"{row['backend']} {markdown.shown_ratio(row, target.cost)}"
             + ("" if row["counted"] else " (not counted)")
             for row in report["targets"][name]
         )

@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.backends import BACKENDS
+from benchmarks.analysis import ONEDNN, backend_of
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKERS = BACKENDS + ("torch-native",)
 # The command-line settings every worker gets as they are.
 WORKER_OPTIONS = (
     "batch",
@@ -30,6 +29,7 @@ WORKER_OPTIONS = (
     "infer_batch",
     "infer_steps",
     "warmup",
+    "layer_reps",
     "matmul_n",
     "matmul_reps",
 )
@@ -39,7 +39,8 @@ class Worker:
     """A `benchmarks.worker` subprocess, spoken to in JSON lines.
 
     Args:
-        name: one of `WORKERS`: a Keras backend, or `torch-native`.
+        name: one of `WORKERS`: a Keras backend, TensorFlow with oneDNN on or
+            off, or `torch-native`.
         args: the parsed command line of `benchmarks.run`; the worker gets
             its `WORKER_OPTIONS` and `no_torch_compile`.
         log_dir: the worker's stderr goes to `log_dir / f"{name}.log"`.
@@ -56,8 +57,10 @@ class Worker:
                 filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
             ),
         )
-        if name in BACKENDS:
-            env["KERAS_BACKEND"] = name
+        if name != "torch-native":
+            env["KERAS_BACKEND"] = backend_of(name)
+        if name in ONEDNN:
+            env["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN[name]
         command = [sys.executable, "-m", "benchmarks.worker", "--backend", name]
         for option in WORKER_OPTIONS:
             command += ["--" + option.replace("_", "-"), str(getattr(args, option))]
@@ -97,6 +100,12 @@ class Worker:
         self.process.stdin.flush()
         return self.receive()
 
+    def profile(self, config: str) -> str | None:
+        """The op table of a few training steps of `config`, or None."""
+        self.process.stdin.write(json.dumps({"profile": config}) + "\n")
+        self.process.stdin.flush()
+        return self.receive()["profile"]
+
     def close(self) -> None:
         """Asks the worker to quit, and kills it if it does not within a minute."""
         if self.process.poll() is None:
@@ -122,9 +131,13 @@ def interleaved_order(workers: Sequence[Worker]) -> list[tuple[Worker, str]]:
 def measure(
     args: argparse.Namespace, log_dir: Path
 ) -> tuple[
-    dict[str, dict[str, Any]], dict[str, list[float]], dict[str, dict[str, str]]
+    dict[str, dict[str, Any]],
+    dict[str, list[float]],
+    dict[str, dict[str, str]],
+    dict[str, str],
 ]:
-    """Starts a worker per backend and measures every configuration in rounds.
+    """Starts a worker per backend and measures every configuration in rounds,
+    then profiles the training steps the workers offer to profile.
 
     Progress goes to stdout as it happens.
 
@@ -134,15 +147,17 @@ def measure(
         log_dir: an existing folder for the workers' logs.
 
     Returns:
-        `(workers, rates, kinds)`: `workers` maps each worker's name to what it
-        reports about itself (versions, device, FLOP per image); `rates` maps
-        each configuration to its rate (images/s or FLOP/s) in each round, in
-        round order; `kinds` maps each configuration to its `device` ("cpu" or
-        "gpu") and `unit` ("images" or "flop").
+        `(workers, rates, kinds, profiles)`: `workers` maps each worker's name
+        to what it reports about itself (versions, device, FLOP per image,
+        bytes saved for the backward pass); `rates` maps each configuration to
+        its rate (images/s or FLOP/s) in each round, in round order; `kinds`
+        maps each configuration to its `device` ("cpu" or "gpu") and `unit`
+        ("images" or "flop"); `profiles` maps a training configuration to its
+        op table, where the worker's backend gives one.
     """
     start = time.perf_counter()
     workers = [Worker(name, args, log_dir) for name in args.backends]
-    rates, kinds = {}, {}
+    rates, kinds, profiles = {}, {}, {}
     try:
         for w in workers:  # They build and compile in parallel.
             w.wait_ready()
@@ -165,7 +180,13 @@ def measure(
                     else f"{rate:.0f} images/s"
                 )
                 print(f"  [{r + 1}/{args.repeats}] {config}: {shown}", flush=True)
+        for w in workers:
+            for config in w.info.get("profiles", []):
+                table = w.profile(config)
+                if table:
+                    profiles[config] = table
+                    print(f"  profiled {config}", flush=True)
     finally:
         for w in workers:
             w.close()
-    return {w.name: w.info for w in workers}, rates, kinds
+    return {w.name: w.info for w in workers}, rates, kinds, profiles

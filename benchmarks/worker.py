@@ -5,12 +5,17 @@ interleave measurements of different backends in time.
 Protocol, JSON lines: the worker writes `{"ready": ..., "info": ...,
 "configs": [...]}` once everything is built, compiled and warmed up; then for
 each request `{"run": NAME}` on stdin it writes one result `{"seconds": s,
-"work": n, "unit": "images" | "flop", "device": "cpu" | "gpu"}`; `{"quit":
-true}` ends it. Anything the libraries print goes to stderr (the parent's log).
+"work": n, "unit": "images" | "flop", "device": "cpu" | "gpu"}`; for
+`{"profile": NAME}` (a training configuration the worker's info lists under
+`profiles`) it writes `{"profile": TEXT}`, the op table of a few steps, or null
+where the backend has no cheap one; `{"quit": true}` ends it. Anything the
+libraries print goes to stderr (the parent's log).
 
-`--backend` is a Keras backend (tensorflow, jax, torch; it must match
-KERAS_BACKEND, which the parent sets) or `torch-native`, the plain PyTorch
-loop and the matmul peaks (see `benchmarks.native_torch`).
+`--backend` is one of `benchmarks.analysis.WORKERS`: a Keras backend (jax,
+torch; it must match KERAS_BACKEND, which the parent sets), TensorFlow with
+oneDNN on or off (`TF_ENABLE_ONEDNN_OPTS`, which the parent sets too), or
+`torch-native`, the plain PyTorch loop and the matmul peaks (see
+`benchmarks.native_torch`).
 """
 
 from __future__ import annotations
@@ -26,13 +31,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.backends import BACKENDS
+from benchmarks import layer_alone
+from benchmarks.analysis import (
+    AUTODIFF,
+    CLOSED_FORM,
+    KERAS_BN,
+    NO_BN,
+    WORKERS,
+    backend_of,
+)
 
 if TYPE_CHECKING:  # Imported for real only once KERAS_BACKEND is known.
     import keras
 
     import bnk
-
 
 
 def flop_per_image(model: bnk.CNN) -> tuple[int, int]:
@@ -74,24 +86,56 @@ def steady_state_clock() -> keras.callbacks.Callback:
         start = None
         seconds = None
 
-        def on_epoch_begin(self, epoch, logs=None):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             if epoch == 1:
                 self.start = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if epoch == 1:  # `logs` arrive as Python numbers: the epoch is done.
                 self.seconds = time.perf_counter() - self.start
 
-        def on_predict_begin(self, logs=None):
+        def on_predict_begin(self, logs: dict | None = None) -> None:
             self.start = time.perf_counter()
 
     return Clock()
 
 
+def normalizations() -> dict[str, Callable[..., keras.layers.Layer] | None]:
+    """The variants compared, by label: `normalization` of `bnk.CNN`."""
+    import keras
+
+    import bnk
+
+    return {
+        CLOSED_FORM: functools.partial(bnk.BatchNorm, closed_form_gradient=True),
+        AUTODIFF: functools.partial(bnk.BatchNorm, closed_form_gradient=False),
+        KERAS_BN: keras.layers.BatchNormalization,
+        NO_BN: None,
+    }
+
+
+def compile_mode(backend: str, jit: bool) -> str:
+    """The name of a backend's compile mode: Keras's `jit_compile=jit`."""
+    if jit:
+        return "torch.compile" if backend == "torch" else "xla"
+    return "graph" if backend == "tensorflow" else "eager"
+
+
+def torch_profile(model: keras.Model, fit: Callable[[], Any]) -> str:
+    """torch.profiler's table of the ten ops that take the most time (their own,
+    children left out) in `fit`, a few training steps of `model`."""
+    import torch
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
+        fit()
+    return p.key_averages().table(sort_by="self_cpu_time_total", row_limit=10)
+
+
 class KerasBench:
     """Training and inference measurements of `bnk.CNN` on one Keras backend."""
 
-    def __init__(self, backend: str, args: argparse.Namespace) -> None:
+    def __init__(self, worker: str, args: argparse.Namespace) -> None:
+        backend = backend_of(worker)
         if backend == "tensorflow":
             import tensorflow as tf
 
@@ -107,6 +151,7 @@ class KerasBench:
                 f"KERAS_BACKEND gives {keras.backend.backend()}, not {backend}."
             )
         self.backend = backend
+        self.onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
         self.devices = self._devices()
         self.device = self.devices["device"]
         self.batch, self.steps = args.batch, args.steps
@@ -124,52 +169,64 @@ class KerasBench:
         if backend == "torch":  # Eager is Keras's default on torch.
             jit_modes = [False] if args.no_torch_compile else [False, True]
         elif backend == "tensorflow":
-            # Keras's default on a CPU-only machine is a tf.function without XLA:
-            # its XLA convolutions are slower here.
+            # Keras's default on a CPU-only machine is a tf.function without XLA.
             jit_modes = [False, True]
-        makers = {
-            "bnk.BatchNorm": bnk.CNN,
-            "keras.BatchNormalization": functools.partial(
-                bnk.CNN, normalization=keras.layers.BatchNormalization
-            ),
-            "no BN": functools.partial(bnk.CNN, normalization=None),
-        }
+        self.worker = worker
+        x_layer, dy_layer = layer_alone.activation(args.batch, args.seed)
         self.measurements: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.saved_bytes: dict[str, int | None] = {}
+        self.profiled: dict[str, keras.Model] = {}
         for jit in jit_modes:
-            if jit:
-                mode = "torch.compile" if backend == "torch" else "xla"
-            else:
-                mode = "graph" if backend == "tensorflow" else "eager"
-            for label, make in makers.items():
-                model = make()
+            mode = compile_mode(backend, jit)
+            for label, normalization in normalizations().items():
+                model = bnk.CNN(normalization=normalization)
                 model.build((None, 28, 28, 1))
-                compile_classifier(
-                    model, keras.optimizers.Adam(1e-3), jit_compile=jit
-                )
+                compile_classifier(model, keras.optimizers.Adam(1e-3), jit_compile=jit)
                 for _ in range(2):  # Compiles, then warms up.
                     self._fit(model, args.warmup)
-                self.measurements[f"train/{backend}/{label}/{mode}"] = (
-                    functools.partial(self._fit, model, self.steps)
+                name = f"train/{self.worker}/{label}/{mode}"
+                self.measurements[name] = functools.partial(
+                    self._fit, model, self.steps
                 )
-                if label == "bnk.BatchNorm":
-                    unfolded = model
+                if normalization is None:
+                    continue
+                if label == CLOSED_FORM:
+                    self.profiled[name] = model
                     self.flop = flop_per_image(model)
-            folded = bnk.fold_batch_norm(unfolded)
-            folded.compile(jit_compile=jit)
-            for label, model in (("unfolded", unfolded), ("folded", folded)):
+                    unfolded = model
+                layer = normalization(momentum=0.9, epsilon=1e-3)
+                layer.build((None, *layer_alone.FIRST_BLOCK_ACTIVATION))
+                name = f"layer/{self.worker}/{label}/{mode}"
+                step = layer_alone.step_function(backend, layer, jit, x_layer, dy_layer)
                 for _ in range(2):
-                    self._predict(model, 1)
-                self.measurements[f"infer/{backend}/{label}/{mode}"] = (
-                    functools.partial(self._predict, model, self.infer_steps)
+                    step()
+                self.measurements[name] = functools.partial(
+                    self._layer_steps, step, args.layer_reps
                 )
+                if jit == jit_modes[0]:  # The variant's, measured in one mode.
+                    self.saved_bytes[f"{self.worker}/{label}"] = (
+                        layer_alone.saved_bytes(backend, layer, x_layer)
+                    )
+            if mode == "eager":  # Folding pays in eager mode only: see TARGETS.
+                folded = bnk.fold_batch_norm(unfolded)
+                folded.compile(jit_compile=jit)
+                for label, model in (("unfolded", unfolded), ("folded", folded)):
+                    for _ in range(2):
+                        self._predict(model, 1)
+                    self.measurements[f"infer/{self.worker}/{label}/{mode}"] = (
+                        functools.partial(self._predict, model, self.infer_steps)
+                    )
 
         if backend in ("tensorflow", "jax"):  # torch's is torch-native's.
             self._matmul = self._matmul_function(args.matmul_n, args.seed)
             self.matmul_n, self.matmul_reps = args.matmul_n, args.matmul_reps
             self.measure_matmul()  # Compiles.
-            self.measurements[f"peak/{backend}-matmul"] = self.measure_matmul
+            # Per worker: TensorFlow's two workers may differ (oneDNN).
+            self.measurements[f"peak/{worker}-matmul"] = self.measure_matmul
 
-    def _matmul_function(self, n, seed):
+    def _matmul_function(
+        self, n: int, seed: int
+    ) -> tuple[Callable[[], Any], Callable[[Any], Any]]:
         """A compiled float32 `n x n` product on this backend, and a function
         that waits for a result (the device runs products in order)."""
         a = np.random.default_rng(seed + 1).random((n, n), dtype=np.float32)
@@ -196,7 +253,30 @@ class KerasBench:
         flop = 2 * self.matmul_n**3 * self.matmul_reps
         return {"seconds": seconds, "work": flop, "unit": "flop", "device": self.device}
 
-    def _fit(self, model, steps):
+    def _layer_steps(self, step: Callable[[], Any], reps: int) -> dict[str, Any]:
+        """`reps` forward and backward passes of the BN layer alone."""
+        start = time.perf_counter()
+        for _ in range(reps):
+            done = step()
+        if self.backend == "jax":
+            done.block_until_ready()  # The others return when it is computed.
+        seconds = time.perf_counter() - start
+        return {
+            "seconds": seconds,
+            "work": self.batch * reps,
+            "unit": "images",
+            "device": self.device,
+        }
+
+    def profile(self, name: str) -> str | None:
+        """The ops taking the time in a few training steps of `name` (a key of
+        `profiled`), or None: only torch's profiler gives an op table cheaply."""
+        if self.backend != "torch":
+            return None
+        model = self.profiled[name]
+        return torch_profile(model, functools.partial(self._fit, model, 5))
+
+    def _fit(self, model: keras.Model, steps: int) -> dict[str, Any]:
         clock = steady_state_clock()
         n = self.batch * steps
         model.fit(
@@ -212,7 +292,7 @@ class KerasBench:
         seconds = clock.seconds
         return {"seconds": seconds, "work": n, "unit": "images", "device": self.device}
 
-    def _predict(self, model, steps):
+    def _predict(self, model: keras.Model, steps: int) -> dict[str, Any]:
         clock = steady_state_clock()
         n = self.infer_batch * steps
         model.predict(
@@ -221,7 +301,7 @@ class KerasBench:
         seconds = time.perf_counter() - clock.start
         return {"seconds": seconds, "work": n, "unit": "images", "device": self.device}
 
-    def _devices(self):
+    def _devices(self) -> dict[str, str]:
         """`{"device": "cpu" | "gpu", "device_name": ...}` this backend computes on."""
         from pipeline.environment import accelerator
 
@@ -231,11 +311,17 @@ class KerasBench:
     def info(self) -> dict[str, Any]:
         import keras
 
-        info = {"keras": keras.__version__, **self.devices}
+        info = {
+            "keras": keras.__version__,
+            **self.devices,
+            "saved_bytes": self.saved_bytes,
+            "profiles": list(self.profiled),
+        }
         if self.backend == "tensorflow":
             import tensorflow as tf
 
             info["tensorflow"] = tf.__version__
+            info["TF_ENABLE_ONEDNN_OPTS"] = self.onednn
         elif self.backend == "jax":
             import jax
 
@@ -251,14 +337,13 @@ class KerasBench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--backend", required=True, choices=BACKENDS + ("torch-native",)
-    )
+    parser.add_argument("--backend", required=True, choices=WORKERS)
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--infer-batch", type=int, required=True)
     parser.add_argument("--infer-steps", type=int, required=True)
     parser.add_argument("--warmup", type=int, required=True)
+    parser.add_argument("--layer-reps", type=int, required=True)
     parser.add_argument("--matmul-n", type=int, required=True)
     parser.add_argument("--matmul-reps", type=int, required=True)
     parser.add_argument("--no-torch-compile", action="store_true")
@@ -269,7 +354,7 @@ def main() -> None:
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
 
-    def send(message):
+    def send(message: dict[str, Any]) -> None:
         protocol.write(json.dumps(message) + "\n")
 
     if args.backend == "torch-native":
@@ -290,7 +375,10 @@ def main() -> None:
         request = json.loads(line)
         if request.get("quit"):
             break
-        send(bench.measurements[request["run"]]())
+        if "profile" in request:
+            send({"profile": bench.profile(request["profile"])})
+        else:
+            send(bench.measurements[request["run"]]())
 
 
 if __name__ == "__main__":
