@@ -8,7 +8,7 @@ import sys
 import keras
 import pytest
 import yaml
-from conftest import TINY
+from conftest import ROOT, TINY
 from stages import run_stage, stage_path
 
 from pipeline import environment, params
@@ -95,7 +95,7 @@ def test_onednn_stays_tensorflows_choice_off_x86_64():
 
 
 def test_a_onednn_value_tensorflow_ignores_stops_a_stage_in_one_line(tmp_path):
-    env = {**os.environ, environment.ONEDNN: "yes"}
+    env = {**os.environ, environment.ONEDNN: "yes", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.stages.backend", "--output", "backend.txt"],
         cwd=tmp_path, env=env, capture_output=True, text=True)
