@@ -2,11 +2,14 @@
 and TensorFlow's oneDNN setting, which the pipeline chooses before TensorFlow starts.
 """
 
+import hashlib
+import importlib
 import importlib.metadata
 import os
 import platform
 import subprocess
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
+from pathlib import Path
 from typing import Literal, TypedDict
 
 from pipeline.errors import PipelineError
@@ -164,6 +167,25 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "not a git checkout"
     return f"{commit} plus uncommitted changes" if changed else commit
+
+
+#: The packages whose code decides what a training run computes.
+CODE_PACKAGES = ("bnk", "pipeline")
+
+
+def code_digest(packages: Sequence[str | Path] = CODE_PACKAGES) -> str:
+    """A digest of every Python file of `packages` (names of importable packages,
+    or folders), path and contents: two runs with the same digest ran the same code,
+    committed or not."""
+    digest = hashlib.sha256()
+    for package in packages:
+        root = Path(package)
+        if not root.is_dir():
+            root = Path(importlib.import_module(str(package)).__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root.parent).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def describe() -> dict[str, str]:

@@ -20,7 +20,7 @@ import yaml
 from conftest import BACKENDS, TINY
 from stages import run_stage, stage_args, stage_path
 
-from pipeline import mnist, params
+from pipeline import environment, mnist, params
 from pipeline.atomic import OutputError, write_json
 from pipeline.stages import train
 
@@ -113,6 +113,24 @@ def test_a_second_trainer_on_the_same_checkpoints_refuses(workdir, monkeypatch):
     ):
         run_stage("train")
     assert not stage_path("train", "model").exists()
+
+
+def test_a_checkpoint_of_other_code_is_not_resumed(tmp_path, monkeypatch):
+    """A run killed before a change of bnk or the pipeline leaves a checkpoint
+    that the changed code must not resume: the backup folder depends on the code."""
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "module.py").write_text("SCALE = 1\n")
+    before = environment.code_digest([package])
+    (package / "module.py").write_text("SCALE = 2\n")
+    assert environment.code_digest([package]) != before
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    config = params.load(tmp_path / "params.yaml")
+    folders = []
+    for digest in ("code-a", "code-b", "code-a"):
+        monkeypatch.setattr(train, "code_digest", lambda digest=digest: digest)
+        folders.append(train.backup_dir(tmp_path, config.train, config.seed, "jax"))
+    assert folders[0] != folders[1] and folders[0] == folders[2]
 
 
 def test_evaluate_writes_all_outputs_or_none(trained, workdir):

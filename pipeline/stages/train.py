@@ -43,7 +43,13 @@ from pipeline.devices import (
     data_parallel,
     device_names,
 )
-from pipeline.environment import OneDnn, cpu_flags, describe, onednn_setting
+from pipeline.environment import (
+    OneDnn,
+    code_digest,
+    cpu_flags,
+    describe,
+    onednn_setting,
+)
 from pipeline.errors import PipelineError, one_line_errors
 from pipeline.models import compile_classifier, synchronized_batch_norm
 from pipeline.outputs import keeps_outputs
@@ -76,8 +82,15 @@ def build_model(config: params.Train) -> bnk.CNN:
 
 
 def backup_dir(root: Path, config: params.Train, seed: int, backend: str) -> Path:
+    # The code too: a checkpoint of a run killed before a change of bnk or the
+    # pipeline must not be resumed by the changed code.
     key = json.dumps(
-        {"params": config.model_dump(), "seed": seed, "backend": backend},
+        {
+            "params": config.model_dump(),
+            "seed": seed,
+            "backend": backend,
+            "code": code_digest(),
+        },
         sort_keys=True,
     )
     return Path(root) / f"train-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
