@@ -283,13 +283,31 @@ def _where_the_time_goes(report: dict[str, Any]) -> list[str]:
     lines = [
         "## Where the time goes in the steps that miss a target",
         "",
+        "The closed form leaves BN's forward pass as it was, on purpose: the "
+        "variance of the deviations from the mean (a second read of the "
+        "activation, which keeps its digits at large means), each statistic "
+        "reduced one axis at a time (TensorFlow's CPU kernel loses digits over "
+        "many axes at once), then one write of the output. Keras's layer reduces "
+        "all axes at once; whether that is what makes it faster alone on JAX is "
+        "not measured apart. What is left of BN's cost "
+        "in a step is compared below with the layer's own arithmetic, measured "
+        "alone: where the step loses more than that, the time goes outside the "
+        "arithmetic (the moving statistics' updates, the fusions of convolution, "
+        "bias and ReLU that a layer in between prevents), where no backward pass "
+        "can win it back.",
+        "",
     ]
+
+    def seconds(name: str) -> float | None:
+        """Seconds per batch of a configuration, from its median rate."""
+        if name not in results:
+            return None
+        return batch / results[name]["median"]
 
     def ms(name: str) -> str:
         """Milliseconds per batch of a configuration, from its median rate."""
-        if name not in results:
-            return "–"
-        return f"{1000 * batch / results[name]['median']:.1f} ms"
+        value = seconds(name)
+        return "–" if value is None else f"{1000 * value:.1f} ms"
 
     for name in missed:
         _, worker, _, mode = name.split("/")
@@ -306,8 +324,18 @@ def _where_the_time_goes(report: dict[str, Any]) -> list[str]:
                 for label in (CLOSED_FORM, AUTODIFF, KERAS_BN)
             )
             + " (the second block's has half as many elements)",
-            "",
         ]
+        step, plain, alone = (
+            seconds(name), seconds(relabelled(name, NO_BN)), seconds(layer)
+        )
+        if step is not None and plain is not None and alone is not None:
+            # Both blocks' layers: the second has half the first's elements.
+            lines.append(
+                f"- BN's cost in the step: {1000 * (step - plain):.1f} ms, against "
+                f"{1000 * 1.5 * alone:.1f} ms of BN arithmetic (both layers, "
+                "measured alone)"
+            )
+        lines.append("")
         profile = report.get("profiles", {}).get(name)
         if profile:
             lines += [

@@ -198,6 +198,10 @@ def test_markdown_shows_verdicts_memory_onednn_and_where_the_time_goes():
     assert "### torch, eager" not in missed
     # 64 images at 90 images/s.
     assert f"{1000 * 64 / 90:.1f} ms with bnk closed-form" in missed
+    # jax: 64 images at 90 against 100 images/s; the layer alone at 400, twice
+    # (the second block's half as big).
+    cost, alone = 1000 * (64 / 90 - 64 / 100), 1000 * 1.5 * 64 / 400
+    assert f"BN's cost in the step: {cost:.1f} ms, against {alone:.1f} ms" in missed
 
 
 def test_layer_alone_runs_and_measures_what_it_keeps():
