@@ -252,10 +252,12 @@ display(Markdown(
        + ". bnk reduces one axis at a time, which brings TensorFlow to "
        f"{errors['tensorflow']['bnk.functional.moments']:.0e}. "
        if "tensorflow" in errors else "")
-    + "The backward pass is Keras's automatic differentiation, though: the gradients "
-    "of the mean, of gamma and of beta are again sums over all those positions, which "
-    "TensorFlow adds up the same way, so its gradients still differ from the others' "
-    "in the last digits that float32 keeps."
+    + "BN's backward pass, in closed form, takes its sums one axis at a time too. "
+    "The convolutions' gradients are the backends' own kernels, though: the gradient "
+    "of a bias (or a kernel) is a sum over all those positions, which each backend "
+    "adds up in its own order, so TensorFlow's gradients still differ from the "
+    "others' in the last digits that float32 keeps (below: the biases of the two "
+    "convolutions)."
 ))
 
 # %%
