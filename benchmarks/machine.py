@@ -6,7 +6,7 @@ import os
 import platform
 from typing import Any
 
-from pipeline.environment import cpu_name
+from pipeline.environment import cpu_flags, cpu_name
 
 
 def describe() -> dict[str, Any]:
@@ -25,26 +25,12 @@ def describe() -> dict[str, Any]:
         pass
     if hasattr(os, "sched_getaffinity"):
         info["usable_cpus"] = len(os.sched_getaffinity(0))
+    # TensorFlow turns oneDNN on by default only on CPUs with AVX-512, so this says
+    # which default a run measured.
     flags = cpu_flags()
     if flags is not None:
-        info["avx512f"] = "avx512f" in flags
+        info["avx512f"] = flags["avx512f"]
     return info
-
-
-def cpu_flags() -> set[str] | None:
-    """The CPU's feature flags (Linux's /proc/cpuinfo), or None where unknown.
-
-    TensorFlow turns oneDNN on by default only on CPUs with AVX-512 (among
-    others), so whether `avx512f` is here says which default a run measured.
-    """
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
 
 
 def load_average() -> list[float] | None:
