@@ -37,7 +37,8 @@ def step_function(
 ) -> Callable[[], Any]:
     """A function running `layer`'s forward and backward pass once per call (the
     inputs held on the device). On jax it returns the input's gradient, which
-    the caller waits for (`block_until_ready`); the others return when done.
+    the caller waits for (`block_until_ready`); the others return when done
+    (torch on CUDA waits for the device).
     JAX's pass is stateless: it leaves out the moving statistics' update, which
     the other backends make.
 
@@ -83,8 +84,8 @@ def step_function(
         return lambda: step(x_j, dy_j, trainable, non_trainable)[0]
     import torch
 
-    x_t = torch.from_numpy(x).requires_grad_()
-    dy_t = torch.from_numpy(dy)
+    x_t, dy_t = _torch_on_device(x), _torch_on_device(dy)
+    x_t.requires_grad_()
     variables = [v.value for v in layer.trainable_variables]
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -94,9 +95,19 @@ def step_function(
         forward = torch.compile(forward)
 
     def step() -> tuple[torch.Tensor, ...]:
-        return torch.autograd.grad(forward(x_t), [x_t, *variables], dy_t)
+        grads = torch.autograd.grad(forward(x_t), [x_t, *variables], dy_t)
+        if x_t.is_cuda:  # CUDA runs asynchronously: wait, as the other backends do.
+            torch.cuda.synchronize()
+        return grads
 
     return step
+
+
+def _torch_on_device(array: np.ndarray) -> Any:
+    """`array` as a torch tensor on the device Keras's torch backend computes on."""
+    import keras
+
+    return keras.ops.convert_to_tensor(array).detach().clone()
 
 
 def _jax_vjp(
@@ -149,7 +160,7 @@ def saved_bytes(backend: str, layer: keras.layers.Layer, x: np.ndarray) -> int |
             if type(t) in (torch.Tensor, torch.nn.Parameter)
         }
 
-    x_t = torch.from_numpy(x).requires_grad_()
+    x_t = _torch_on_device(x).requires_grad_()
     saved: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from benchmarks.analysis import (
     relabelled,
 )
 from benchmarks.layer_alone import FIRST_BLOCK_ACTIVATION
+from benchmarks.runner import ISA_CAPS
 
 VERSION_KEYS = (
     "keras",
@@ -37,12 +38,15 @@ THROUGHPUT_TABLES = (
 
 def worker_label(worker: str, machine: dict[str, Any]) -> str:
     """A worker as the tables name it: TensorFlow's with oneDNN on or off and
-    whether the CPU has AVX-512 (`avx512f`), which sets TensorFlow's default."""
+    whether the CPU has AVX-512 (`avx512f`), which sets TensorFlow's default,
+    and the `--max-isa` cap the run put on it (`max_isa`), if any."""
     if worker not in ONEDNN:
         return worker
     state = "on" if ONEDNN[worker] == "1" else "off"
     avx512 = machine.get("avx512f")
     cpu = "" if avx512 is None else f", CPU {'with' if avx512 else 'without'} avx512f"
+    if machine.get("max_isa"):
+        cpu += f", capped at {machine['max_isa'].upper()}"
     return f"tensorflow (oneDNN {state}{cpu})"
 
 
@@ -122,6 +126,15 @@ def render(report: dict[str, Any]) -> str:
             "(other work on the machine makes numbers noisy)"
         ),
     ]
+    max_isa = settings.get("max_isa")
+    if max_isa:
+        lines.append(
+            f"- **vector instructions capped at {max_isa.upper()}** (`--max-isa`: "
+            + ", ".join(f"`{k}={v}`" for k, v in ISA_CAPS[max_isa].items())
+            + "), a stand-in for a CPU without AVX-512; the cores, clock and "
+            "caches are this CPU's, and code compiled ahead of time (TensorFlow's "
+            "kernels without oneDNN) is as it was"
+        )
     for name, info in report["workers"].items():
         versions = ", ".join(f"{k} {v}" for k, v in info.items() if k in VERSION_KEYS)
         lines.append(

@@ -41,7 +41,7 @@ from typing import Any
 
 from benchmarks import machine, markdown
 from benchmarks.analysis import TARGETS, WORKERS, analyze
-from benchmarks.runner import measure
+from benchmarks.runner import ISA_CAPS, measure
 
 HERE = Path(__file__).resolve().parent
 
@@ -84,6 +84,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="on the torch backend, measure eager only (torch.compile takes minutes "
         "to compile on a small CPU)",
+    )
+    parser.add_argument(
+        "--max-isa",
+        choices=sorted(ISA_CAPS),
+        help="cap the vector instructions oneDNN, XLA and torch's kernels choose "
+        "at run time (a stand-in for a CPU without AVX-512: the cores, clock and "
+        "caches stay this machine's)",
     )
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--infer-batch", type=int, default=1000)
@@ -138,7 +145,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
         "settings": {
             k: v for k, v in vars(args).items() if k not in ("out", "reanalyze")
         },
-        "machine": machine.describe(),
+        "machine": {**machine.describe(), "max_isa": args.max_isa},
         "load_start": load_start,
         "load_end": machine.load_average(),
         "wall_seconds": time.perf_counter() - start,

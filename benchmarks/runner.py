@@ -35,6 +35,41 @@ WORKER_OPTIONS = (
 )
 
 
+# `benchmarks.run --max-isa`: what each worker's environment gets so that every
+# library that picks its vector instructions at run time (oneDNN in TensorFlow and
+# torch, XLA's CPU compiler, torch's ATen kernels) stops at that instruction set.
+ISA_CAPS = {
+    "avx2": {
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "XLA_FLAGS": "--xla_cpu_max_isa=AVX2",
+        "ATEN_CPU_CAPABILITY": "avx2",
+    },
+}
+
+
+def worker_environment(
+    name: str, max_isa: str | None, base: dict[str, str]
+) -> dict[str, str]:
+    """The environment of worker `name` (one of `WORKERS`): `base` (the parent's)
+    with the backend, oneDNN's setting and the `ISA_CAPS` of `max_isa` (None:
+    none) set; an `XLA_FLAGS` already in `base` is kept, the cap appended."""
+    env = dict(
+        base,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        XLA_PYTHON_CLIENT_PREALLOCATE="false",  # jax on a GPU: take what it needs.
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), base.get("PYTHONPATH")])),
+    )
+    if name != "torch-native":
+        env["KERAS_BACKEND"] = backend_of(name)
+    if name in ONEDNN:
+        env["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN[name]
+    for variable, value in ISA_CAPS.get(max_isa, {}).items():
+        if variable == "XLA_FLAGS" and base.get(variable):
+            value = f"{base[variable]} {value}"
+        env[variable] = value
+    return env
+
+
 class Worker:
     """A `benchmarks.worker` subprocess, spoken to in JSON lines.
 
@@ -42,25 +77,15 @@ class Worker:
         name: one of `WORKERS`: a Keras backend, TensorFlow with oneDNN on or
             off, or `torch-native`.
         args: the parsed command line of `benchmarks.run`; the worker gets
-            its `WORKER_OPTIONS` and `no_torch_compile`.
+            its `WORKER_OPTIONS` and `no_torch_compile`, and `max_isa` decides
+            its `ISA_CAPS`.
         log_dir: the worker's stderr goes to `log_dir / f"{name}.log"`.
     """
 
     def __init__(self, name: str, args: argparse.Namespace, log_dir: Path) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        env = dict(
-            os.environ,
-            TF_CPP_MIN_LOG_LEVEL="2",
-            XLA_PYTHON_CLIENT_PREALLOCATE="false",  # jax on a GPU: take what it needs.
-            PYTHONPATH=os.pathsep.join(
-                filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
-            ),
-        )
-        if name != "torch-native":
-            env["KERAS_BACKEND"] = backend_of(name)
-        if name in ONEDNN:
-            env["TF_ENABLE_ONEDNN_OPTS"] = ONEDNN[name]
+        env = worker_environment(name, args.max_isa, dict(os.environ))
         command = [sys.executable, "-m", "benchmarks.worker", "--backend", name]
         for option in WORKER_OPTIONS:
             command += ["--" + option.replace("_", "-"), str(getattr(args, option))]

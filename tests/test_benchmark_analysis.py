@@ -2,6 +2,11 @@
 as documented, and the Markdown showing them; the BN-layer-alone measurement on
 this backend. No timing: the numbers are made up, or not looked at."""
 
+import os
+import platform
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -17,6 +22,7 @@ from benchmarks.analysis import (
     analyze,
     paired,
 )
+from benchmarks.runner import ISA_CAPS, worker_environment
 
 ON, OFF = "tensorflow-onednn-on", "tensorflow-onednn-off"
 # (worker, mode) -> images/s of bnk closed-form, Keras BN, no BN: the same in
@@ -224,3 +230,50 @@ def test_layer_alone_runs_and_measures_what_it_keeps():
         else:
             # Backward needs at least the normalized input, or the input.
             assert kept >= x.nbytes
+
+
+def test_max_isa_sets_every_librarys_cap_and_keeps_other_xla_flags():
+    base = {"XLA_FLAGS": "--xla_cpu_enable_fast_math=false", "PATH": "/bin"}
+    capped = worker_environment(ON, "avx2", base)
+    assert capped["XLA_FLAGS"] == (
+        "--xla_cpu_enable_fast_math=false --xla_cpu_max_isa=AVX2"
+    )
+    assert capped["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert capped["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert capped["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert capped["KERAS_BACKEND"] == "tensorflow"
+    plain = worker_environment("jax", None, base)
+    assert plain["XLA_FLAGS"] == base["XLA_FLAGS"]
+    assert not set(ISA_CAPS["avx2"]) - {"XLA_FLAGS"} & set(plain)
+
+
+# What each backend's own library reports of the cap, run in a capped worker's
+# environment: oneDNN's verbose log names the instruction set it dispatches to
+# (TensorFlow's convolutions), torch names its kernels' capability, and XLA
+# refuses flags it does not know, so a run that compiles proves the flag exists.
+ISA_PROBES = {
+    "tensorflow": (
+        "import tensorflow as tf; tf.nn.conv2d(tf.ones((1, 4, 4, 1)), "
+        "tf.ones((3, 3, 1, 1)), 1, 'SAME')",
+        "isa:Intel AVX2",
+    ),
+    "jax": ("import jax; print(jax.jit(lambda x: x * 2)(1.0))", "2.0"),
+    "torch": ("import torch; print(torch.backends.cpu.get_cpu_capability())", "AVX2"),
+}
+
+
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64"),
+    reason="the caps are x86-64 instruction sets",
+)
+def test_max_isa_takes_effect_in_this_backends_libraries():
+    backend = keras.backend.backend()
+    code, expected = ISA_PROBES[backend]
+    worker = ON if backend == "tensorflow" else backend
+    env = worker_environment(worker, "avx2", dict(os.environ, ONEDNN_VERBOSE="1"))
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert expected in run.stdout + run.stderr
