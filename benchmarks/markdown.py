@@ -11,6 +11,7 @@ from benchmarks.analysis import (
     NO_BN,
     ONEDNN,
     TARGETS,
+    backend_of,
     relabelled,
 )
 from benchmarks.layer_alone import FIRST_BLOCK_ACTIVATION
@@ -25,6 +26,18 @@ VERSION_KEYS = (
     "numpy",
     "torch_threads",
 )
+# Who made a backend's op table (`benchmarks.worker.KerasBench.profile`).
+PROFILERS = {
+    "torch": "torch.profiler (self CPU time)",
+    "tensorflow": (
+        "TensorFlow's profiler (`benchmarks.xplane`: TensorFlow's ops in graph "
+        "mode, named by layer scope; XLA's fusions and thunks in xla mode)"
+    ),
+    "jax": (
+        "JAX's profiler (XLA; `benchmarks.xplane`: the fusions and single ops "
+        "XLA runs, by HLO instruction name)"
+    ),
+}
 THROUGHPUT_TABLES = (
     ("train", "Training throughput (images/s, batch {batch}, Adam)"),
     (
@@ -352,8 +365,10 @@ def _where_the_time_goes(report: dict[str, Any]) -> list[str]:
         profile = report.get("profiles", {}).get(name)
         if profile:
             lines += [
-                "torch.profiler, the ten ops with the most time of their own in "
-                "five training steps:",
+                PROFILERS[backend_of(worker)]
+                + ", the ten ops with the most time of their own in a `fit` of "
+                "up to ten training steps (a step's op runs once per step: see "
+                "its calls):",
                 "",
                 "```",
                 profile.rstrip(),
@@ -361,9 +376,5 @@ def _where_the_time_goes(report: dict[str, Any]) -> list[str]:
                 "",
             ]
         else:
-            lines += [
-                "No op-level profile is collected on this backend (TensorFlow's "
-                "and JAX's profilers write TensorBoard traces).",
-                "",
-            ]
+            lines += ["The profiler caught no op in this step.", ""]
     return lines

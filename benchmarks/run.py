@@ -21,8 +21,9 @@ driven by `benchmarks.runner`):
   and each throughput as a fraction of the limit it implies.
 
 It reports medians and min-max spreads, ratios paired round by round, and
-PASS/MISS for the targets (`benchmarks.analysis.TARGETS`), with torch's profile
-of the training steps whose target is missed. Writes
+PASS/MISS for the targets (`benchmarks.analysis.TARGETS`), with an op profile
+(torch.profiler's, or TensorFlow's and JAX's read by `benchmarks.xplane`) of the
+training steps whose target is missed. Writes
 `benchmarks/results.json` and `benchmarks/results.md` (`benchmarks.markdown`);
 worker logs go to `benchmarks/logs/`. `--reanalyze` redoes the analysis and the
 Markdown from an earlier `results.json`, without measuring.

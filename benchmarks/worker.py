@@ -7,8 +7,8 @@ Protocol, JSON lines: the worker writes `{"ready": ..., "info": ...,
 each request `{"run": NAME}` on stdin it writes one result `{"seconds": s,
 "work": n, "unit": "images" | "flop", "device": "cpu" | "gpu"}`; for
 `{"profile": NAME}` (a training configuration the worker's info lists under
-`profiles`) it writes `{"profile": TEXT}`, the op table of a few steps, or null
-where the backend has no cheap one; `{"quit": true}` ends it. Anything the
+`profiles`) it writes `{"profile": TEXT}`, the op table of a few steps (null
+if the profiler caught no op); `{"quit": true}` ends it. Anything the
 libraries print goes to stderr (the parent's log).
 
 `--backend` is one of `benchmarks.analysis.WORKERS`: a Keras backend (jax,
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks import layer_alone
+from benchmarks import layer_alone, xplane
 from benchmarks.analysis import (
     AUTODIFF,
     CLOSED_FORM,
@@ -121,9 +121,13 @@ def compile_mode(backend: str, jit: bool) -> str:
     return "graph" if backend == "tensorflow" else "eager"
 
 
-def torch_profile(model: keras.Model, fit: Callable[[], Any]) -> str:
-    """torch.profiler's table of the ten ops that take the most time (their own,
-    children left out) in `fit`, a few training steps of `model`."""
+def op_table(backend: str, fit: Callable[[], Any]) -> str | None:
+    """The table of the ten ops that take the most time of their own (children
+    left out) in `fit`, a few training steps on `backend`: torch.profiler's on
+    torch, `benchmarks.xplane`'s of TensorFlow's or JAX's profiler on the
+    others (None if it caught no op)."""
+    if backend != "torch":
+        return xplane.profile(backend, fit)
     import torch
 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
@@ -269,12 +273,12 @@ class KerasBench:
         }
 
     def profile(self, name: str) -> str | None:
-        """The ops taking the time in a few training steps of `name` (a key of
-        `profiled`), or None: only torch's profiler gives an op table cheaply."""
-        if self.backend != "torch":
-            return None
+        """`op_table` of a `fit` of up to ten training steps of `name` (a key
+        of `profiled`)."""
         model = self.profiled[name]
-        return torch_profile(model, functools.partial(self._fit, model, 5))
+        # Two epochs of five steps (see steady_state_clock), fewer where the
+        # data for `steps` steps runs out first (--quick).
+        return op_table(self.backend, functools.partial(self._fit, model, 5))
 
     def _fit(self, model: keras.Model, steps: int) -> dict[str, Any]:
         clock = steady_state_clock()

@@ -81,6 +81,8 @@ WORKERS = {
     "torch": {"device": "cpu", "device_name": "cpu", "saved_bytes": {}},
 }
 TORCH_PROFILE = "Name  Self CPU %\naten::native_batch_norm_backward  41.0%"
+JAX_PROFILE = "Op  Self ms  Self %  Calls\nsubtract_divide_fusion.2  4.00  41.0%  10"
+TF_PROFILE = "Op  Self ms  Self %  Calls\nStatefulPartitionedCall/cnn_1/bn1_1/Mean:Mean"
 
 
 def report():
@@ -117,7 +119,10 @@ def report():
         "load_end": [0.0, 0.0, 0.0],
         "wall_seconds": 60.0,
         "workers": WORKERS,
-        "profiles": {f"train/torch/{CLOSED_FORM}/torch.compile": TORCH_PROFILE},
+        "profiles": {
+            f"train/torch/{CLOSED_FORM}/torch.compile": TORCH_PROFILE,
+            f"train/jax/{CLOSED_FORM}/xla": JAX_PROFILE,
+        },
         **analyze(made, kinds, WORKERS),
     }
 
@@ -198,8 +203,12 @@ def test_markdown_shows_verdicts_memory_onednn_and_where_the_time_goes():
     assert "- AVX-512 (avx512f): no" in text
     assert "| 3.0 MiB |" in text and "| not reported |" in text
     missed = text.split("## Where the time goes")[1]
-    assert TORCH_PROFILE in missed  # torch.compile missed bn_cost
-    assert "### jax, xla" in missed and "No op-level profile" in missed
+    # torch.compile missed bn_cost, jax both targets: each with its profile.
+    torch_part = missed.split("### torch, torch.compile")[1]
+    assert "torch.profiler (self CPU time), the ten ops" in torch_part
+    assert TORCH_PROFILE in torch_part
+    jax_part = missed.split("### jax, xla")[1].split("###")[0]
+    assert "JAX's profiler (XLA;" in jax_part and JAX_PROFILE in jax_part
     # Missed rows only: torch's eager step met its targets.
     assert "### torch, eager" not in missed
     # 64 images at 90 images/s.
@@ -208,6 +217,21 @@ def test_markdown_shows_verdicts_memory_onednn_and_where_the_time_goes():
     # (the second block's half as big).
     cost, alone = 1000 * (64 / 90 - 64 / 100), 1000 * 1.5 * 64 / 400
     assert f"BN's cost in the step: {cost:.1f} ms, against {alone:.1f} ms" in missed
+
+
+def test_markdown_names_tensorflows_profiler_and_says_when_it_caught_nothing():
+    result = report()
+    tf_graph = f"train/{ON}/{CLOSED_FORM}/graph"
+    for row in result["targets"]["bn_cost"]:
+        if row["config"] == tf_graph:
+            row["pass"] = False  # Now a missed target, with no profile yet.
+    heading = "### tensorflow (oneDNN on, CPU without avx512f), graph"
+    missed = markdown.render(result).split(heading)[1].split("###")[0]
+    assert "The profiler caught no op in this step." in missed
+    result["profiles"][tf_graph] = TF_PROFILE
+    missed = markdown.render(result).split(heading)[1].split("###")[0]
+    assert "TensorFlow's profiler (" in missed and TF_PROFILE in missed
+    assert "caught no op" not in missed
 
 
 def test_layer_alone_runs_and_measures_what_it_keeps():
