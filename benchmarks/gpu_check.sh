@@ -13,7 +13,7 @@ set -u
 out=${OUT:?set OUT to a folder for the results}
 mkdir -p "$out"
 # JAX would otherwise take 75% of the card in each pytest worker.
-export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv
     python3 -c 'import jax, keras, torch; print("jax", jax.__version__, jax.devices()); print("torch", torch.__version__, torch.cuda.get_device_name(0)); print("keras", keras.__version__)'
