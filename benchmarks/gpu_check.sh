@@ -16,7 +16,7 @@ mkdir -p "$out"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv
-    python3 -c 'import jax, keras, torch; print("jax", jax.__version__, jax.devices()); print("torch", torch.__version__, torch.cuda.get_device_name(0)); print("keras", keras.__version__)'
+    KERAS_BACKEND=jax python3 -c 'import jax, keras, torch; print("jax", jax.__version__, jax.devices()); print("torch", torch.__version__, torch.cuda.get_device_name(0)); print("keras", keras.__version__)'
     grep -m1 "model name" /proc/cpuinfo
     nproc
 } >"$out/gpu.txt" 2>&1

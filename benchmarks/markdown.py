@@ -376,5 +376,10 @@ def _where_the_time_goes(report: dict[str, Any]) -> list[str]:
                 "",
             ]
         else:
-            lines += ["The profiler caught no op in this step.", ""]
+            lines += [
+                "No op table for this step: the profiler caught no op, or "
+                "TensorFlow, whose message classes read its trace, is not "
+                "installed.",
+                "",
+            ]
     return lines

@@ -163,7 +163,10 @@ def _profiler(backend: str, log_dir: str) -> Any:
 
 def profile(backend: str, run: Callable[[], Any], limit: int = 10) -> str | None:
     """The table (`render`) of the ops `run` runs, profiled on `backend`
-    ("tensorflow" or "jax"), or None if the trace holds no op."""
+    ("tensorflow" or "jax"), or None if the trace holds no op or TensorFlow,
+    whose message classes read it, is not installed (a JAX-only machine)."""
+    if importlib.util.find_spec("tensorflow") is None:
+        return None
     with tempfile.TemporaryDirectory() as log_dir:
         with _profiler(backend, log_dir):
             run()

@@ -41,11 +41,12 @@ def vjp(layer, x, dy, mask=None):
     elif backend == "torch":
         import torch
 
-        inputs = torch.tensor(x, requires_grad=True)
+        # On the device Keras computes on (a GPU, where there is one).
+        inputs = keras.ops.convert_to_tensor(x).detach().clone().requires_grad_()
         if mask is not None:
-            mask = torch.as_tensor(np.asarray(mask))
+            mask = keras.ops.convert_to_tensor(np.asarray(mask))
         outputs = layer(inputs, training=True, mask=mask)
-        loss = (outputs.float() * torch.as_tensor(dy)).sum()
+        loss = (outputs.float() * keras.ops.convert_to_tensor(dy)).sum()
         weights = [v.value for v in layer.trainable_variables]
         grads = torch.autograd.grad(loss, [inputs, *weights])
     else:
