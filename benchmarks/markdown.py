@@ -145,8 +145,9 @@ def render(report: dict[str, Any]) -> str:
             f"- **vector instructions capped at {max_isa.upper()}** (`--max-isa`: "
             + ", ".join(f"`{k}={v}`" for k, v in ISA_CAPS[max_isa].items())
             + "), a stand-in for a CPU without AVX-512; the cores, clock and "
-            "caches are this CPU's, and code compiled ahead of time (TensorFlow's "
-            "kernels without oneDNN) is as it was"
+            "caches are this CPU's, and code that picks its instructions "
+            "otherwise is as it was (TensorFlow's kernels without oneDNN, compiled "
+            "ahead of time; numpy's matrix product, OpenBLAS's own choice)"
         )
     for name, info in report["workers"].items():
         versions = ", ".join(f"{k} {v}" for k, v in info.items() if k in VERSION_KEYS)
