@@ -414,16 +414,20 @@ def _profile(profile: dict[str, Any] | str | None, worker: str) -> list[str]:
         "| --- | ---: | ---: |",
     ]
     for op in added.ops[:10]:
-        lines.append(f"| `{op.kind}` | {1000 * op.seconds:.2f} | {op.calls:g} |")
+        lines.append(
+            f"| `{op.kind}` | {1000 * op.seconds:.2f} | {round(op.calls, 1):g} |"
+        )
     (runs_with, runs_without), (seconds_with, seconds_without) = (
         added.runs,
         added.seconds,
     )
     lines += [
         "",
-        f"Op runs per step: {runs_with:g} with BN, {runs_without:g} without; op "
-        f"self time per step: {1000 * seconds_with:.1f} ms with BN, "
-        f"{1000 * seconds_without:.1f} ms without.",
+        f"Op runs per step: {runs_with:.1f} with BN, {runs_without:.1f} without; "
+        f"op self time per step: {1000 * seconds_with:.1f} ms with BN, "
+        f"{1000 * seconds_without:.1f} ms without (the `fit`'s ops outside its "
+        "steps, once per epoch or call, divided among the steps too; a kind "
+        "whose calls did not grow gained time only by running slower).",
         "",
         "<details><summary>" + heading + ", with BN</summary>",
         "",

@@ -231,8 +231,8 @@ def test_markdown_shows_verdicts_memory_onednn_and_where_the_time_goes():
         "| `dot` | -0.10 | 1 |",
     ]
     assert (
-        "Op runs per step: 5 with BN, 2 without; op self time per step: 4.7 ms "
-        "with BN, 2.3 ms without." in added
+        "Op runs per step: 5.0 with BN, 2.0 without; op self time per step: "
+        "4.7 ms with BN, 2.3 ms without (" in added
     )
     # The BN step's own table, collapsed.
     assert "<details><summary>JAX's profiler" in added
