@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from benchmarks import xplane
 from benchmarks.analysis import (
     AUTODIFF,
     CLOSED_FORM,
@@ -14,6 +16,7 @@ from benchmarks.analysis import (
     backend_of,
     relabelled,
 )
+from benchmarks.bn_ops import added_by_bn, op_kind
 from benchmarks.layer_alone import FIRST_BLOCK_ACTIVATION
 from benchmarks.runner import ISA_CAPS
 
@@ -37,6 +40,15 @@ PROFILERS = {
         "JAX's profiler (XLA; `benchmarks.xplane`: the fusions and single ops "
         "XLA runs, by HLO instruction name)"
     ),
+}
+# How `benchmarks.bn_ops.op_kind` merges a backend's ops into kinds.
+OP_KINDS = {
+    "torch": "the aten op",
+    "tensorflow": (
+        "TensorFlow's op type, marked `(BN layer)` inside a BN layer's scope; "
+        "XLA's instruction without its number in xla mode"
+    ),
+    "jax": "XLA's instruction without its number: `ynn_fusion.17` is `ynn_fusion`",
 }
 THROUGHPUT_TABLES = (
     ("train", "Training throughput (images/s, batch {batch}, Adam)"),
@@ -363,24 +375,68 @@ def _where_the_time_goes(report: dict[str, Any]) -> list[str]:
                 "measured alone)"
             )
         lines.append("")
-        profile = report.get("profiles", {}).get(name)
-        if profile:
-            lines += [
-                PROFILERS[backend_of(worker)]
-                + ", the ten ops with the most time of their own in a `fit` of "
-                "up to ten training steps (a step's op runs once per step: see "
-                "its calls):",
-                "",
-                "```",
-                profile.rstrip(),
-                "```",
-                "",
-            ]
-        else:
-            lines += [
-                "No op table for this step: the profiler caught no op, or "
-                "TensorFlow, whose message classes read its trace, is not "
-                "installed.",
-                "",
-            ]
+        lines += _profile(report.get("profiles", {}).get(name), worker)
+    return lines
+
+
+def _profile(profile: dict[str, Any] | str | None, worker: str) -> list[str]:
+    """A missed step's profile as shown: what BN adds to the step (the ops of
+    the same steps with BN and without, by `op_kind`), then the BN step's ten
+    ops with the most time of their own, collapsed. A profile of an older
+    `results.json` is that table alone, as text."""
+    if not profile:
+        return [
+            "No op table for this step: the profiler caught no op, or "
+            "TensorFlow, whose message classes read its trace, is not "
+            "installed.",
+            "",
+        ]
+    backend = backend_of(worker)
+    heading = (
+        PROFILERS[backend] + ", the ten ops with the most time of their own in a "
+        "`fit` of up to ten training steps (a step's op runs once per step: see "
+        "its calls)"
+    )
+    if isinstance(profile, str):
+        return [heading + ":", "", "```", profile.rstrip(), "```", ""]
+    with_bn, without = (
+        [xplane.OpTime(*row) for row in profile[key]]
+        for key in ("with_bn", "without_bn")
+    )
+    steps = profile["steps"]
+    added = added_by_bn(with_bn, without, functools.partial(op_kind, backend), steps)
+    lines = [
+        f"What BN adds to one training step: the ops of a `fit` of {steps} "
+        "steps with bnk closed-form against the same steps with no BN, by "
+        f"{PROFILERS[backend]}, merged by op kind ({OP_KINDS[backend]}); the "
+        "ten kinds whose time of their own grew most, per step:",
+        "",
+        "| op kind | extra self ms per step | extra calls per step |",
+        "| --- | ---: | ---: |",
+    ]
+    for op in added.ops[:10]:
+        lines.append(
+            f"| `{op.kind}` | {1000 * op.seconds:.2f} | {round(op.calls, 1):g} |"
+        )
+    (runs_with, runs_without), (seconds_with, seconds_without) = (
+        added.runs,
+        added.seconds,
+    )
+    lines += [
+        "",
+        f"Op runs per step: {runs_with:.1f} with BN, {runs_without:.1f} without; "
+        f"op self time per step: {1000 * seconds_with:.1f} ms with BN, "
+        f"{1000 * seconds_without:.1f} ms without (the `fit`'s ops outside its "
+        "steps, once per epoch or call, divided among the steps too; a kind "
+        "whose calls did not grow gained time only by running slower).",
+        "",
+        "<details><summary>" + heading + ", with BN</summary>",
+        "",
+        "```",
+        xplane.render(with_bn),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
     return lines

@@ -23,7 +23,8 @@ driven by `benchmarks.runner`):
 It reports medians and min-max spreads, ratios paired round by round, and
 PASS/MISS for the targets (`benchmarks.analysis.TARGETS`), with an op profile
 (torch.profiler's, or TensorFlow's and JAX's read by `benchmarks.xplane`) of the
-training steps whose target is missed. Writes
+training steps whose target is missed, and the ops BN adds to them (against the
+same steps with no BN: `benchmarks.bn_ops`). Writes
 `benchmarks/results.json` and `benchmarks/results.md` (`benchmarks.markdown`);
 worker logs go to `benchmarks/logs/`. `--reanalyze` redoes the analysis and the
 Markdown from an earlier `results.json`, without measuring.

@@ -125,8 +125,9 @@ class Worker:
         self.process.stdin.flush()
         return self.receive()
 
-    def profile(self, config: str) -> str | None:
-        """The op table of a few training steps of `config`, or None."""
+    def profile(self, config: str) -> dict[str, Any] | None:
+        """The ops of a few training steps of `config` and of its model with no
+        BN (`benchmarks.worker.KerasBench.profile`), or None."""
         self.process.stdin.write(json.dumps({"profile": config}) + "\n")
         self.process.stdin.flush()
         return self.receive()["profile"]
@@ -159,7 +160,7 @@ def measure(
     dict[str, dict[str, Any]],
     dict[str, list[float]],
     dict[str, dict[str, str]],
-    dict[str, str],
+    dict[str, dict[str, Any]],
 ]:
     """Starts a worker per backend and measures every configuration in rounds,
     then profiles the training steps the workers offer to profile.
@@ -178,7 +179,8 @@ def measure(
         its rate (images/s or FLOP/s) in each round, in round order; `kinds`
         maps each configuration to its `device` ("cpu" or "gpu") and `unit`
         ("images" or "flop"); `profiles` maps a training configuration to its
-        op table, where the worker's backend gives one.
+        ops and those of the same steps with no BN, where the worker's backend
+        gives them.
     """
     start = time.perf_counter()
     workers = [Worker(name, args, log_dir) for name in args.backends]
@@ -207,9 +209,9 @@ def measure(
                 print(f"  [{r + 1}/{args.repeats}] {config}: {shown}", flush=True)
         for w in workers:
             for config in w.info.get("profiles", []):
-                table = w.profile(config)
-                if table:
-                    profiles[config] = table
+                profile = w.profile(config)
+                if profile:
+                    profiles[config] = profile
                     print(f"  profiled {config}", flush=True)
     finally:
         for w in workers:

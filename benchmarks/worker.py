@@ -7,8 +7,10 @@ Protocol, JSON lines: the worker writes `{"ready": ..., "info": ...,
 each request `{"run": NAME}` on stdin it writes one result `{"seconds": s,
 "work": n, "unit": "images" | "flop", "device": "cpu" | "gpu"}`; for
 `{"profile": NAME}` (a training configuration the worker's info lists under
-`profiles`) it writes `{"profile": TEXT}`, the op table of a few steps (null
-if the profiler caught no op); `{"quit": true}` ends it. Anything the
+`profiles`) it writes `{"profile": {"steps": N, "with_bn": ROWS, "without_bn":
+ROWS}}`, the ops (`[name, self seconds, calls]`) of the same N training steps
+of that configuration and of its model with no BN (null if the profiler caught
+no op); `{"quit": true}` ends it. Anything the
 libraries print goes to stderr (the parent's log).
 
 `--backend` is one of `benchmarks.analysis.WORKERS`: a Keras backend (jax,
@@ -121,18 +123,22 @@ def compile_mode(backend: str, jit: bool) -> str:
     return "graph" if backend == "tensorflow" else "eager"
 
 
-def op_table(backend: str, fit: Callable[[], Any]) -> str | None:
-    """The table of the ten ops that take the most time of their own (children
-    left out) in `fit`, a few training steps on `backend`: torch.profiler's on
-    torch, `benchmarks.xplane`'s of TensorFlow's or JAX's profiler on the
-    others (None if it caught no op)."""
+def op_rows(backend: str, fit: Callable[[], Any]) -> list[xplane.OpTime] | None:
+    """The ops run in `fit`, a few training steps on `backend`, by time of
+    their own (children left out), most first: torch.profiler's on torch (its
+    `key_averages`: self CPU time and calls per name), `benchmarks.xplane`'s of
+    TensorFlow's or JAX's profiler on the others (None if it caught no op)."""
     if backend != "torch":
         return xplane.profile(backend, fit)
     import torch
 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
         fit()
-    return p.key_averages().table(sort_by="self_cpu_time_total", row_limit=10)
+    rows = [
+        xplane.OpTime(event.key, event.self_cpu_time_total * 1e-6, event.count)
+        for event in p.key_averages()
+    ]
+    return sorted(rows, key=lambda row: (-row.seconds, row.name)) or None
 
 
 class KerasBench:
@@ -179,15 +185,18 @@ class KerasBench:
         x_layer, dy_layer = layer_alone.activation(args.batch, args.seed)
         self.measurements: dict[str, Callable[[], dict[str, Any]]] = {}
         self.saved_bytes: dict[str, int | None] = {}
-        self.profiled: dict[str, keras.Model] = {}
+        # The closed-form step's models with BN and without, by its name.
+        self.profiled: dict[str, tuple[keras.Model, keras.Model]] = {}
         for jit in jit_modes:
             mode = compile_mode(backend, jit)
+            models = {}
             for label, normalization in normalizations().items():
                 model = bnk.CNN(normalization=normalization)
                 model.build((None, 28, 28, 1))
                 compile_classifier(model, keras.optimizers.Adam(1e-3), jit_compile=jit)
                 for _ in range(2):  # Compiles, then warms up.
                     self._fit(model, args.warmup)
+                models[label] = model
                 name = f"train/{self.worker}/{label}/{mode}"
                 self.measurements[name] = functools.partial(
                     self._fit, model, self.steps
@@ -195,7 +204,6 @@ class KerasBench:
                 if normalization is None:
                     continue
                 if label == CLOSED_FORM:
-                    self.profiled[name] = model
                     self.flop = flop_per_image(model)
                     unfolded = model
                 layer = normalization(momentum=0.9, epsilon=1e-3)
@@ -211,6 +219,8 @@ class KerasBench:
                     self.saved_bytes[f"{self.worker}/{label}"] = (
                         layer_alone.saved_bytes(backend, layer, x_layer)
                     )
+            closed_form = f"train/{self.worker}/{CLOSED_FORM}/{mode}"
+            self.profiled[closed_form] = (models[CLOSED_FORM], models[NO_BN])
             if mode == "eager":  # Folding pays in eager mode only: see TARGETS.
                 folded = bnk.fold_batch_norm(unfolded)
                 folded.compile(jit_compile=jit)
@@ -272,13 +282,20 @@ class KerasBench:
             "device": self.device,
         }
 
-    def profile(self, name: str) -> str | None:
-        """`op_table` of a `fit` of up to ten training steps of `name` (a key
-        of `profiled`)."""
-        model = self.profiled[name]
-        # Two epochs of five steps (see steady_state_clock), fewer where the
-        # data for `steps` steps runs out first (--quick).
-        return op_table(self.backend, functools.partial(self._fit, model, 5))
+    def profile(self, name: str) -> dict[str, Any] | None:
+        """`op_rows` of the same `fit` of `name` (a key of `profiled`) and of
+        its model with no BN: `{"steps": N, "with_bn": ROWS, "without_bn":
+        ROWS}`, or None if the profiler caught no op."""
+        # Two epochs of up to five steps (see steady_state_clock), as many as
+        # the data holds (--quick has fewer).
+        steps = min(5, self.steps)
+        with_bn, without_bn = (
+            op_rows(self.backend, functools.partial(self._fit, model, steps))
+            for model in self.profiled[name]
+        )
+        if with_bn is None or without_bn is None:
+            return None
+        return {"steps": 2 * steps, "with_bn": with_bn, "without_bn": without_bn}
 
     def _fit(self, model: keras.Model, steps: int) -> dict[str, Any]:
         clock = steady_state_clock()

@@ -161,14 +161,14 @@ def _profiler(backend: str, log_dir: str) -> Any:
         raise ValueError(f"No XSpace profiler on backend {backend!r}.")
 
 
-def profile(backend: str, run: Callable[[], Any], limit: int = 10) -> str | None:
-    """The table (`render`) of the ops `run` runs, profiled on `backend`
-    ("tensorflow" or "jax"), or None if the trace holds no op or TensorFlow,
-    whose message classes read it, is not installed (a JAX-only machine)."""
+def profile(backend: str, run: Callable[[], Any]) -> list[OpTime] | None:
+    """The ops (`op_times`) `run` runs, profiled on `backend` ("tensorflow" or
+    "jax"), or None if the trace holds no op or TensorFlow, whose message
+    classes read it, is not installed (a JAX-only machine)."""
     if importlib.util.find_spec("tensorflow") is None:
         return None
     with tempfile.TemporaryDirectory() as log_dir:
         with _profiler(backend, log_dir):
             run()
         rows = read_profiles(Path(log_dir))
-    return render(rows, limit) if rows else None
+    return rows or None

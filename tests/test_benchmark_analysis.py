@@ -81,7 +81,20 @@ WORKERS = {
     "torch": {"device": "cpu", "device_name": "cpu", "saved_bytes": {}},
 }
 TORCH_PROFILE = "Name  Self CPU %\naten::native_batch_norm_backward  41.0%"
-JAX_PROFILE = "Op  Self ms  Self %  Calls\nsubtract_divide_fusion.2  4.00  41.0%  10"
+# An older results.json's profile: the table alone, as text.
+OLD_JAX_PROFILE = "Op  Self ms  Calls\nsubtract_divide_fusion.2  4.00  10"
+# Ten steps with BN and without: BN adds 2 ms of `ynn_fusion` (two fusions
+# merged, one call), 0.5 ms of a new reduction, and a call of `dot` per step.
+JAX_PROFILE = {
+    "steps": 10,
+    "with_bn": [
+        ["ynn_fusion.2", 0.030, 10],
+        ["ynn_fusion.17", 0.010, 10],
+        ["wrapped_reduce.3", 0.005, 10],
+        ["dot.1", 0.002, 20],
+    ],
+    "without_bn": [["ynn_fusion.5", 0.020, 10], ["dot", 0.003, 10]],
+}
 TF_PROFILE = "Op  Self ms  Self %  Calls\nStatefulPartitionedCall/cnn_1/bn1_1/Mean:Mean"
 
 
@@ -208,7 +221,22 @@ def test_markdown_shows_verdicts_memory_onednn_and_where_the_time_goes():
     assert "torch.profiler (self CPU time), the ten ops" in torch_part
     assert TORCH_PROFILE in torch_part
     jax_part = missed.split("### jax, xla")[1].split("###")[0]
-    assert "JAX's profiler (XLA;" in jax_part and JAX_PROFILE in jax_part
+    assert "JAX's profiler (XLA;" in jax_part
+    added = jax_part.split("What BN adds to one training step")[1]
+    assert "a `fit` of 10 steps" in added
+    table = [line for line in added.splitlines() if line.startswith("| `")]
+    assert table == [
+        "| `ynn_fusion` | 2.00 | 1 |",
+        "| `wrapped_reduce` | 0.50 | 1 |",
+        "| `dot` | -0.10 | 1 |",
+    ]
+    assert (
+        "Op runs per step: 5.0 with BN, 2.0 without; op self time per step: "
+        "4.7 ms with BN, 2.3 ms without (" in added
+    )
+    # The BN step's own table, collapsed.
+    assert "<details><summary>JAX's profiler" in added
+    assert "ynn_fusion.2  " in added and "Self time of all 4 ops: 47.00 ms" in added
     # Missed rows only: torch's eager step met its targets.
     assert "### torch, eager" not in missed
     # 64 images at 90 images/s.
@@ -232,6 +260,14 @@ def test_markdown_names_tensorflows_profiler_and_says_when_it_caught_nothing():
     missed = markdown.render(result).split(heading)[1].split("###")[0]
     assert "TensorFlow's profiler (" in missed and TF_PROFILE in missed
     assert "No op table" not in missed
+
+
+def test_markdown_shows_an_older_reports_profile_as_it_was():
+    result = report()
+    result["profiles"][f"train/jax/{CLOSED_FORM}/xla"] = OLD_JAX_PROFILE
+    jax_part = markdown.render(result).split("### jax, xla")[1].split("###")[0]
+    assert "JAX's profiler (XLA;" in jax_part and OLD_JAX_PROFILE in jax_part
+    assert "What BN adds" not in jax_part
 
 
 def test_layer_alone_runs_and_measures_what_it_keeps():

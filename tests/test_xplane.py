@@ -1,15 +1,20 @@
 """The op tables of the benchmark's profiles (benchmarks/xplane.py, and
-benchmarks.worker.op_table): ops' own time read from an XSpace the test builds,
-and a real profile of a tiny training step on this backend (not timed)."""
+benchmarks.worker.op_rows): ops' own time read from an XSpace the test builds;
+what BN adds to a step (benchmarks/bn_ops.py) from made-up rows; and real
+profiles of a tiny training step with and without BN on this backend (not
+timed)."""
 
+import functools
 import re
 
 import keras
 import numpy as np
+import pytest
 
 import bnk
 from benchmarks import xplane
-from benchmarks.worker import op_table
+from benchmarks.bn_ops import AddedOp, added_by_bn, op_kind
+from benchmarks.worker import op_rows
 
 MEAN = "cnn/bn/Mean:Mean"
 
@@ -91,30 +96,92 @@ def test_table_shows_the_first_rows_and_shares_of_all_ops(tmp_path):
     assert len(table) == 5 and table[4] == "Self time of all 3 ops: 0.00 ms"
 
 
+def test_op_kinds_drop_what_differs_between_models_and_mark_bn_layers():
+    tf = functools.partial(op_kind, "tensorflow")
+    assert tf("StatefulPartitionedCall/Sum_3:Sum") == "Sum"
+    conv = "StatefulPartitionedCall/cnn_1/conv2_1/BiasAdd:_MklNativeFusedConv2D"
+    assert tf(conv) == "_MklNativeFusedConv2D"
+    assert tf("StatefulPartitionedCall/cnn_1/bn2_1/mul_5:Mul") == "Mul (BN layer)"
+    assert tf("gradient_tape/cnn/bn1/Mean/Sum:Sum") == "Sum (BN layer)"
+    assert tf("StatefulPartitionedCall/cnn_1/bnx/mul:Mul") == "Mul"  # Not a BN's.
+    # XLA's instructions, in JAX's and TensorFlow's xla mode.
+    for backend in ("jax", "tensorflow"):
+        assert op_kind(backend, "ynn_fusion.17") == "ynn_fusion"
+        assert op_kind(backend, "wrapped_reduce-window") == "wrapped_reduce-window"
+        assert op_kind(backend, "broadcast_subtract_fusion.1") == (
+            "broadcast_subtract_fusion"
+        )
+    assert op_kind("torch", "aten::native_batch_norm.1") == "aten::native_batch_norm.1"
+
+
+def test_added_by_bn_merges_kinds_keeps_growth_sorted_per_step():
+    """Two profiles of 4 steps, TensorFlow op names."""
+    with_bn = [
+        xplane.OpTime("s/cnn/conv1/BiasAdd:Conv2D", 1.0, 4),
+        xplane.OpTime("s/cnn/bn1/Mean:Mean", 0.4, 4),
+        xplane.OpTime("s/Sum_3:Sum", 0.2, 4),  # Two nodes of one kind: merged.
+        xplane.OpTime("s/Sum_1:Sum", 0.2, 4),
+        xplane.OpTime("s/adam/Mul_2:Mul", 0.1, 8),
+    ]
+    without = [
+        xplane.OpTime("s/cnn/conv1/Relu:Conv2D", 1.2, 4),  # Shrank: left out.
+        xplane.OpTime("s/Sum_1:Sum", 0.1, 4),
+        xplane.OpTime("s/adam/Mul_1:Mul", 0.1, 4),
+        xplane.OpTime("s/Relu:Relu", 0.3, 4),  # Gone with BN: left out.
+    ]
+    added = added_by_bn(with_bn, without, functools.partial(op_kind, "tensorflow"), 4)
+    # Most added time first; Mul's runs grew, its time did not.
+    assert [op.kind for op in added.ops] == ["Mean (BN layer)", "Sum", "Mul"]
+    assert added.ops == [
+        AddedOp("Mean (BN layer)", pytest.approx(0.1), 1.0),
+        AddedOp("Sum", pytest.approx(0.075), 1.0),
+        AddedOp("Mul", pytest.approx(0.0), 1.0),
+    ]
+    assert added.runs == (6.0, 4.0)
+    assert added.seconds == (pytest.approx(1.9 / 4), pytest.approx(1.7 / 4))
+    # By exact name, the two Sum nodes would be two rows.
+    by_name = added_by_bn(with_bn, without, str, 1)
+    assert [op.kind for op in by_name.ops if op.kind.endswith(":Sum")] == [
+        "s/Sum_3:Sum",  # 0.2 s added, against Sum_1's 0.1 s.
+        "s/Sum_1:Sum",
+    ]
+
+
+def tiny_cnn(normalization):
+    """A tiny CNN, `normalization` (a layer, or None) named as `bnk.CNN`'s."""
+    layers = [keras.Input((6, 6, 2)), keras.layers.Conv2D(4, 3, name="conv")]
+    if normalization is not None:
+        layers.append(normalization(name="bn1"))
+    layers += [keras.layers.Flatten(), keras.layers.Dense(3)]
+    return keras.Sequential(layers, name="cnn")
+
+
 def test_a_real_training_step_profiles_on_this_backend():
-    """The op table of two steps of a tiny CNN with `bnk.BatchNorm`, by the
-    function the benchmark's workers use (torch.profiler on torch)."""
+    """The ops of two steps of a tiny CNN with `bnk.BatchNorm`, and what it adds
+    to the same CNN without BN, by the functions the benchmark's workers and
+    report use (torch.profiler on torch)."""
     backend = keras.backend.backend()
-    model = keras.Sequential(
-        [
-            keras.Input((6, 6, 2)),
-            keras.layers.Conv2D(4, 3, name="conv"),
-            bnk.BatchNorm(name="bn"),
-            keras.layers.Flatten(),
-            keras.layers.Dense(3),
-        ],
-        name="cnn",
-    )
-    # TensorFlow in graph mode, where op names keep the layers' scopes; JAX's
-    # step compiled by XLA, as in the benchmark.
-    jit = backend == "jax"
-    model.compile("adam", "sparse_categorical_crossentropy", jit_compile=jit)
     rng = np.random.default_rng(0)
     x, y = rng.random((8, 6, 6, 2), dtype=np.float32), rng.integers(0, 3, 8)
-    model.fit(x, y, batch_size=4, verbose=0)  # Compiles.
-    table = op_table(backend, lambda: model.fit(x, y, batch_size=4, verbose=0))
+    profiles = []
+    for normalization in (bnk.BatchNorm, None):
+        model = tiny_cnn(normalization)
+        # TensorFlow in graph mode, where op names keep the layers' scopes;
+        # JAX's step compiled by XLA, as in the benchmark.
+        jit = backend == "jax"
+        model.compile("adam", "sparse_categorical_crossentropy", jit_compile=jit)
+        model.fit(x, y, batch_size=4, verbose=0)  # Compiles.
+        fit = functools.partial(model.fit, x, y, batch_size=4, verbose=0)
+        profiles.append(op_rows(backend, fit))
+    with_bn, without = profiles
+    added = added_by_bn(with_bn, without, functools.partial(op_kind, backend), 2)
+    kinds = [op.kind for op in added.ops]
+    assert kinds and added.runs[0] > added.runs[1] > 0
+    assert all(op.seconds > 0 or op.calls > 0 for op in added.ops)
+    table = xplane.render(with_bn)
     if backend == "torch":
         assert "aten::convolution_backward" in table
+        assert any(kind.startswith("aten::") for kind in kinds)
         return
     rows = [row.split() for row in table.splitlines()]
     # The heading, ten ops and the total; the step's ops ran once per step.
@@ -122,3 +189,6 @@ def test_a_real_training_step_profiles_on_this_backend():
     assert any(row[-1] == "2" and float(row[-2].rstrip("%")) > 0 for row in rows)
     if backend == "tensorflow":  # In graph mode, named by the layer's scope.
         assert re.search(r"cnn(_\d+)?/conv(_\d+)?/\S*:\w*Conv2D", table)
+        assert any(kind.endswith(" (BN layer)") for kind in kinds)
+    else:  # XLA's instructions, their numbers dropped.
+        assert not any(re.search(r"\.\d+$", kind) for kind in kinds)
