@@ -7,6 +7,9 @@ by a kind derived from the name (`op_kind`):
 
 - torch: the name as torch.profiler gives it (`aten::mul`,
   `aten::native_batch_norm_backward`): an aten op is the same op in any model.
+  Under torch.compile, a compiled graph's call (`## Call CompiledFxGraph <hash>
+  ##`) and a compiled region (`Torch-Compiled Region: 38/0`) lose their hash or
+  number, which name one program of one model: `## Call CompiledFxGraph ##`.
 - TensorFlow's executor ops (graph mode), named `scope/node:OpType`: the op
   type (`_MklNativeFusedConv2D`, `Sum`, `Mul`), since node names are numbered
   per graph (`Sum_3`) and scopes name the model. An op inside a BN layer's
@@ -32,13 +35,15 @@ from benchmarks.xplane import OpTime
 # the `_1` Keras appends to a scope it has used before.
 BN_SCOPE = re.compile(r"(^|/)bn\d+(_\d+)?/")
 XLA_NUMBER = re.compile(r"\.\d+$")
+# torch.compile's per-program names: a compiled graph's hash, a region's number.
+TORCH_PROGRAM = re.compile(r"(CompiledFxGraph) \w+|(Torch-Compiled Region): [\d/]+")
 
 
 def op_kind(backend: str, name: str) -> str:
     """The kind of the op `name` profiled on `backend`, as the module's
     docstring defines it per backend."""
     if backend == "torch":
-        return name
+        return TORCH_PROGRAM.sub(lambda match: match.group(1) or match.group(2), name)
     scope, colon, op_type = name.rpartition(":")
     if colon:  # A TensorFlow executor op.
         return f"{op_type} (BN layer)" if BN_SCOPE.search(scope) else op_type

@@ -322,18 +322,26 @@ def _where_the_time_goes(report: dict[str, Any]) -> list[str]:
     lines = [
         "## Where the time goes in the steps that miss a target",
         "",
-        "The closed form leaves BN's forward pass as it was, on purpose: the "
-        "variance of the deviations from the mean (a second read of the "
-        "activation, which keeps its digits at large means), each statistic "
-        "reduced one axis at a time (TensorFlow's CPU kernel loses digits over "
-        "many axes at once), then one write of the output. Keras's layer reduces "
-        "all axes at once; whether that is what makes it faster alone on JAX is "
-        "not measured apart. What is left of BN's cost "
-        "in a step is compared below with the layer's own arithmetic, measured "
-        "alone: where the step loses more than that, the time goes outside the "
-        "arithmetic (the moving statistics' updates, the fusions of convolution, "
-        "bias and ReLU that a layer in between prevents), where no backward pass "
-        "can win it back.",
+        "Why these targets are missed. The closed form leaves BN's forward pass "
+        "as it was, on purpose: the variance of the deviations from the mean (a "
+        "second read of the activation, which keeps its digits at large means), "
+        "each statistic reduced one axis at a time (TensorFlow's CPU kernel loses "
+        "digits over many axes at once), then one write of the output. Below, "
+        "each missed step's cost of BN is set against the layer's own "
+        "arithmetic, measured alone, and against the profile of the same steps "
+        "without BN. Where the step loses more than the arithmetic, the rest is "
+        "outside it, and the profile shows where: BN adds many small ops to a "
+        "step (op runs per step, with and without BN), and each pays its "
+        "backend's cost per op (the executor in TensorFlow's graph mode, a "
+        "thunk in XLA's CPU runtime, Python dispatch in torch's eager mode, "
+        "graph calls and guards under torch.compile). Ops that run no more "
+        "often with BN (no extra calls) but take longer are the layers around "
+        "it (convolutions, products, pooling, ReLU): on TensorFlow part of that "
+        "is a lost fusion (oneDNN fuses a convolution with its bias and ReLU "
+        "only when nothing stands between them); elsewhere this run does not "
+        "say why. A backward pass removes some of BN's ops, but not the "
+        "forward pass's, not the optimizer's updates of gamma and beta, and "
+        "not what the layers around BN lose.",
         "",
     ]
 

@@ -112,6 +112,11 @@ def test_op_kinds_drop_what_differs_between_models_and_mark_bn_layers():
             "broadcast_subtract_fusion"
         )
     assert op_kind("torch", "aten::native_batch_norm.1") == "aten::native_batch_norm.1"
+    # torch.compile's programs, one per model: their hashes and numbers go.
+    assert op_kind("torch", "## Call CompiledFxGraph fao37zxwnuv ##") == (
+        "## Call CompiledFxGraph ##"
+    )
+    assert op_kind("torch", "Torch-Compiled Region: 38/0") == "Torch-Compiled Region"
 
 
 def test_added_by_bn_merges_kinds_keeps_growth_sorted_per_step():
