@@ -74,8 +74,9 @@ def _by_kind(
     """`rows` merged by `kind` of their names: summed seconds and runs."""
     merged: dict[str, tuple[float, int]] = {}
     for row in rows:
-        seconds, count = merged.get(kind(row.name), (0.0, 0))
-        merged[kind(row.name)] = (seconds + row.seconds, count + row.count)
+        key = kind(row.name)
+        seconds, count = merged.get(key, (0.0, 0))
+        merged[key] = (seconds + row.seconds, count + row.count)
     return merged
 
 

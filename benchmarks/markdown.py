@@ -43,7 +43,8 @@ PROFILERS = {
 }
 # How `benchmarks.bn_ops.op_kind` merges a backend's ops into kinds.
 OP_KINDS = {
-    "torch": "the aten op",
+    "torch": "the aten op; under torch.compile, a compiled graph or region without "
+    "its hash or number",
     "tensorflow": (
         "TensorFlow's op type, marked `(BN layer)` inside a BN layer's scope; "
         "XLA's instruction without its number in xla mode"

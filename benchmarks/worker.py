@@ -134,11 +134,10 @@ def op_rows(backend: str, fit: Callable[[], Any]) -> list[xplane.OpTime] | None:
 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
         fit()
-    rows = [
+    return xplane.by_self_time(
         xplane.OpTime(event.key, event.self_cpu_time_total * 1e-6, event.count)
         for event in p.key_averages()
-    ]
-    return sorted(rows, key=lambda row: (-row.seconds, row.name)) or None
+    ) or None
 
 
 class KerasBench:

@@ -108,7 +108,11 @@ def op_times(space: Any) -> list[OpTime]:
                 if name is not None:
                     seconds[name] = seconds.get(name, 0.0) + picoseconds * PICOSECONDS
                     counts[name] = counts.get(name, 0) + 1
-    rows = [OpTime(name, seconds[name], counts[name]) for name in seconds]
+    return by_self_time(OpTime(name, seconds[name], counts[name]) for name in seconds)
+
+
+def by_self_time(rows: Iterable[OpTime]) -> list[OpTime]:
+    """`rows` most self time first, ties by name: the order of every op table."""
     return sorted(rows, key=lambda row: (-row.seconds, row.name))
 
 
