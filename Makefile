@@ -21,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 # vega, vega-lite and vega-embed inline, from the pinned vl-convert-python, so the
 # plots render without the internet.
 $(PLOTS_TEMPLATE): $(STAMP) pipeline/plots_template.py
-	$(PYTHON) -m pipeline.plots_template $@
+	$(PYTHON) -m pipeline.reporting.plots_template $@
 
 # Two pytest workers: the end-to-end tests mostly wait on their subprocesses, so one
 # worker leaves a core idle. A file's tests stay on one worker (they share fixtures).

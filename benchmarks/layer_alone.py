@@ -19,7 +19,11 @@ if TYPE_CHECKING:  # Imported for real only once KERAS_BACKEND is known.
     import jax
     import keras
 
-# bnk.CNN's first convolution: 28x28 images, SAME padding, 32 filters.
+# The output of bnk.CNN's first convolution (SAME padding keeps the image's
+# height and width; bnk.cnn.FILTERS[0] channels). Restated, not derived from
+# bnk.cnn: `benchmarks.markdown` needs it in the parent process, which runs
+# without Keras (importing bnk imports Keras, which would pick a backend).
+# tests/test_benchmark_networks.py checks it against bnk.CNN.
 FIRST_BLOCK_ACTIVATION = (28, 28, 32)
 
 

@@ -6,7 +6,7 @@ import os
 import platform
 from typing import Any
 
-from pipeline.environment import cpu_flags, cpu_name
+from pipeline.core.environment import cpu_flags, cpu_name
 
 
 def describe() -> dict[str, Any]:

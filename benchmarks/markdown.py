@@ -108,7 +108,22 @@ def _rate_columns(summary: dict[str, Any], unit: str) -> tuple[str, str]:
 
 def render(report: dict[str, Any]) -> str:
     """The Markdown text of `report`, the dict `benchmarks.run` writes as JSON."""
-    settings, m = report["settings"], report["machine"]
+    return "\n".join(
+        [
+            *_introduction(report),
+            *_machine(report),
+            *_matmul_peaks(report),
+            *_throughputs(report),
+            *_comparisons(report),
+            *_targets(report),
+            *_where_the_time_goes(report),
+        ]
+    )
+
+
+def _introduction(report: dict[str, Any]) -> list[str]:
+    """The title and how the run was made."""
+    settings = report["settings"]
     lines = [
         "# bnk throughput on this machine",
         "",
@@ -131,7 +146,14 @@ def render(report: dict[str, Any]) -> str:
             ),
             "",
         ]
-    lines += [
+    return lines
+
+
+def _machine(report: dict[str, Any]) -> list[str]:
+    """The machine, its load, the workers' versions and devices, the network's
+    cost, and how a measurement is timed."""
+    m = report["machine"]
+    lines = [
         "## Machine",
         "",
         (
@@ -152,7 +174,7 @@ def render(report: dict[str, Any]) -> str:
             "(other work on the machine makes numbers noisy)"
         ),
     ]
-    max_isa = settings.get("max_isa")
+    max_isa = report["settings"].get("max_isa")
     if max_isa:
         lines.append(
             f"- **vector instructions capped at {max_isa.upper()}** (`--max-isa`: "
@@ -175,7 +197,8 @@ def render(report: dict[str, Any]) -> str:
             f"{flop[0] / 1e6:.1f} MFLOP per image forward, {flop[1] / 1e6:.1f} MFLOP "
             "per training image (forward + input and weight gradients)"
         )
-    lines += [
+    return [
+        *lines,
         "",
         (
             "Each measurement times a fixed number of steps after warm-up (compile); "
@@ -185,37 +208,47 @@ def render(report: dict[str, Any]) -> str:
         ),
         "",
     ]
+
+
+def _matmul_peaks(report: dict[str, Any]) -> list[str]:
+    """The table of matrix-multiply rates, and the limit they set."""
     results = report["results"]
     peaks = [name for name in results if name.startswith("peak/")]
-    if peaks:
-        lines += [
-            f"## float32 matrix-multiply peak ({settings['matmul_n']}²)",
-            "",
-            "| | device | GFLOP/s | min – max |",
-            "| --- | --- | ---: | --- |",
-        ]
-        for name in peaks:
-            median, span = _rate_columns(results[name], "flop")
-            library = name.split("/")[1]
-            lines.append(
-                f"| {library} | {results[name]['device']} | {median} | {span} |"
-            )
-        lines += [
-            "",
-            "The limit each throughput is compared with below (`of matmul limit`) is "
-            "the best of these medians on its device: "
-            + ", ".join(
-                f"{device} {rate / 1e9:,.1f} GFLOP/s"
-                for device, rate in report["peak_flop_per_s"].items()
-            )
-            + "; that is, images/s x FLOP per image / limit.",
-            "",
-        ]
+    if not peaks:
+        return []
+    lines = [
+        f"## float32 matrix-multiply peak ({report['settings']['matmul_n']}²)",
+        "",
+        "| | device | GFLOP/s | min – max |",
+        "| --- | --- | ---: | --- |",
+    ]
+    for name in peaks:
+        median, span = _rate_columns(results[name], "flop")
+        library = name.split("/")[1]
+        lines.append(f"| {library} | {results[name]['device']} | {median} | {span} |")
+    return [
+        *lines,
+        "",
+        "The limit each throughput is compared with below (`of matmul limit`) is "
+        "the best of these medians on its device: "
+        + ", ".join(
+            f"{device} {rate / 1e9:,.1f} GFLOP/s"
+            for device, rate in report["peak_flop_per_s"].items()
+        )
+        + "; that is, images/s x FLOP per image / limit.",
+        "",
+    ]
+
+
+def _throughputs(report: dict[str, Any]) -> list[str]:
+    """One table per task of `THROUGHPUT_TABLES` that the run measured."""
+    results, settings = report["results"], report["settings"]
     saved = {
         key: nbytes
         for info in report["workers"].values()
         for key, nbytes in info.get("saved_bytes", {}).items()
     }
+    lines = []
     for task, title in THROUGHPUT_TABLES:
         names = [name for name in results if name.startswith(task + "/")]
         if not names:
@@ -238,8 +271,8 @@ def render(report: dict[str, Any]) -> str:
                 fraction = summary.get("fraction_of_peak")
                 last = f"{100 * fraction:.1f}%" if fraction is not None else "–"
             lines.append(
-                f"| {worker_label(worker, m)} | {bn} | {mode} | {median} | {span} | "
-                f"{100 * summary['spread']:.0f}% | {last} |"
+                f"| {worker_label(worker, report['machine'])} | {bn} | {mode} | "
+                f"{median} | {span} | {100 * summary['spread']:.0f}% | {last} |"
             )
         lines.append("")
         if task == "layer":
@@ -252,8 +285,12 @@ def render(report: dict[str, Any]) -> str:
                 "gradient tape gives no account of what it keeps.",
                 "",
             ]
-    lines += _comparisons(report)
-    lines += ["## Targets", ""]
+    return lines
+
+
+def _targets(report: dict[str, Any]) -> list[str]:
+    """Each target's verdict, description and rows."""
+    lines = ["## Targets", ""]
     for name, target in TARGETS.items():
         lines += [
             f"### `{name}`: {verdict(report['verdicts'][name])}",
@@ -266,12 +303,11 @@ def render(report: dict[str, Any]) -> str:
             compared = " vs plain PyTorch" if name == "keras_vs_plain_pytorch" else ""
             note = "" if row["counted"] else " (not counted)"
             lines.append(
-                f"- {worker_label(worker, m)}, {mode}{compared}: "
+                f"- {worker_label(worker, report['machine'])}, {mode}{compared}: "
                 f"{shown_ratio(row, target.cost)} {verdict(row['pass'])}{note}"
             )
         lines.append("")
-    lines += _where_the_time_goes(report)
-    return "\n".join(lines)
+    return lines
 
 
 def _bytes(nbytes: int | None) -> str:

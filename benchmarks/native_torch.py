@@ -19,7 +19,11 @@ from torch import nn
 
 def seed_cnn() -> nn.Sequential:
     """The seed CNN, channels first: conv5x5(32)-BN-ReLU-pool,
-    conv5x5(64)-BN-ReLU-pool, fc 1024 ReLU, dropout, fc 10."""
+    conv5x5(64)-BN-ReLU-pool, fc 1024 ReLU, dropout, fc 10.
+
+    `bnk.CNN` restated rather than built from `bnk.cnn`'s constants: this
+    worker runs without Keras, which importing bnk would import (with a
+    backend). tests/test_benchmark_networks.py checks it against `bnk.CNN`."""
     layers = []
     channels = 1
     for filters in (32, 64):

@@ -40,7 +40,8 @@ def measure(backend: str, rounds: int, steps: int) -> dict[str, list[float]]:
     import numpy as np
 
     import bnk
-    from pipeline.models import compile_classifier
+    from bnk.cnn import INPUT_SHAPE
+    from pipeline.core.models import compile_classifier
 
     devices = DEVICES[backend]
     if backend == "jax":
@@ -59,7 +60,7 @@ def measure(backend: str, rounds: int, steps: int) -> dict[str, list[float]]:
             [f"CPU:{i}" for i in range(devices)]
         ).scope
     rng = np.random.default_rng(0)
-    x = rng.random((GLOBAL_BATCH * steps, 28, 28, 1)).astype("float32")
+    x = rng.random((GLOBAL_BATCH * steps, *INPUT_SHAPE)).astype("float32")
     y = rng.integers(0, 10, len(x))
     models = {}
     for synchronized in (False, True):
@@ -69,7 +70,7 @@ def measure(backend: str, rounds: int, steps: int) -> dict[str, list[float]]:
                     bnk.BatchNorm, synchronized=synchronized
                 )
             )
-            model.build((None, 28, 28, 1))
+            model.build((None, *INPUT_SHAPE))
             compile_classifier(model, keras.optimizers.Adam(1e-3))
             # Compiles, then warms up.
             model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=2, verbose=0)

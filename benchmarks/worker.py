@@ -58,7 +58,9 @@ def flop_per_image(model: bnk.CNN) -> tuple[int, int]:
     """
     import keras
 
-    shape = (1, 28, 28, 1)
+    from bnk.cnn import INPUT_SHAPE
+
+    shape = (1, *INPUT_SHAPE)
     forward, first = 0, None
     for layer in model.layers_in_call_order:
         out = layer.compute_output_shape(shape)
@@ -153,7 +155,8 @@ class KerasBench:
         import keras
 
         import bnk
-        from pipeline.models import compile_classifier
+        from bnk.cnn import INPUT_SHAPE
+        from pipeline.core.models import compile_classifier
 
         if keras.backend.backend() != backend:
             raise RuntimeError(
@@ -168,10 +171,10 @@ class KerasBench:
         keras.utils.set_random_seed(args.seed)
         rng = np.random.default_rng(args.seed)
         n = 2 * args.batch * args.steps  # two epochs: see steady_state_clock
-        self.x = rng.random((n, 28, 28, 1), dtype=np.float32)
+        self.x = rng.random((n, *INPUT_SHAPE), dtype=np.float32)
         self.y = rng.integers(0, 10, n)
         self.xi = rng.random(
-            (args.infer_batch * args.infer_steps, 28, 28, 1), dtype=np.float32
+            (args.infer_batch * args.infer_steps, *INPUT_SHAPE), dtype=np.float32
         )
 
         jit_modes = [True]
@@ -191,7 +194,7 @@ class KerasBench:
             models = {}
             for label, normalization in normalizations().items():
                 model = bnk.CNN(normalization=normalization)
-                model.build((None, 28, 28, 1))
+                model.build((None, *INPUT_SHAPE))
                 compile_classifier(model, keras.optimizers.Adam(1e-3), jit_compile=jit)
                 for _ in range(2):  # Compiles, then warms up.
                     self._fit(model, args.warmup)
@@ -205,7 +208,7 @@ class KerasBench:
                 if label == CLOSED_FORM:
                     self.flop = flop_per_image(model)
                     unfolded = model
-                layer = normalization(momentum=0.9, epsilon=1e-3)
+                layer = normalization(momentum=model.momentum, epsilon=model.epsilon)
                 layer.build((None, *layer_alone.FIRST_BLOCK_ACTIVATION))
                 name = f"layer/{self.worker}/{label}/{mode}"
                 step = layer_alone.step_function(backend, layer, jit, x_layer, dy_layer)
@@ -323,7 +326,7 @@ class KerasBench:
 
     def _devices(self) -> dict[str, str]:
         """`{"device": "cpu" | "gpu", "device_name": ...}` this backend computes on."""
-        from pipeline.environment import accelerator
+        from pipeline.core.environment import accelerator
 
         kind, name = accelerator() or ("cpu", "cpu")
         return {"device": kind, "device_name": name}

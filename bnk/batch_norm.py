@@ -106,8 +106,11 @@ class BatchNorm(keras.layers.Layer):
     In training mode the layer normalizes with the batch's mean and biased
     variance over every axis but `axis`, and updates the moving statistics:
     `moving = moving * momentum + batch * (1 - momentum)`. In inference mode
-    it normalizes with the moving statistics. Gradients flow through the batch
-    statistics.
+    it normalizes with the moving statistics. In training the gradient accounts
+    for the batch statistics' dependence on the input (in closed form by
+    default: see `closed_form_gradient`).
+
+    The reference page, with examples: docs/batch_norm.md.
 
     It is a drop-in for `keras.layers.BatchNormalization`: the same weights in
     the same order (`gamma`, `beta`, `moving_mean`, `moving_variance`), so
@@ -118,15 +121,22 @@ class BatchNorm(keras.layers.Layer):
     - `momentum` defaults to 0.9, the seed tutorial's decay; Keras uses 0.99.
     - The variance is always computed in two passes (see
       `bnk.functional.moments`), so inputs with a large mean keep their
-      precision on every backend; Keras's layer on torch does not.
-    - An all-masked batch leaves the moving statistics untouched and is
-      normalized with them, instead of pulling them towards zero.
+      precision on every backend; Keras's layer on torch does not. Each
+      reduction runs over one axis at a time, which keeps TensorFlow's CPU
+      statistics of large batches in float32 precision.
+    - A channel without unmasked entries (an all-masked batch, say) is
+      normalized with the moving statistics and leaves them untouched;
+      Keras's layer uses mean 0 and variance 0 and pulls them towards those.
     - `unbiased_moving_variance=True` gives the paper's population variance.
     - `synchronized=True` works on every backend, with a two-pass variance;
       Keras's is TensorFlow only and sums squares.
     - `virtual_batch_size` (ghost batches), which Keras 3 dropped.
     - With `renorm=True`, the correction works with the mask, ghost batches
       and `synchronized` as the statistics do (see `renorm` below).
+    - The training-mode backward pass is written in closed form
+      (`closed_form_gradient`) instead of autodiff.
+    - The moving statistics are created with `aggregation="mean"`, so under
+      `tf.distribute` every replica keeps the same values.
 
     Under data parallelism, what the statistics are computed over depends on
     the backend's engine as much as on `synchronized`:
@@ -148,15 +158,19 @@ class BatchNorm(keras.layers.Layer):
       `torch.nn.SyncBatchNorm` refuses to run).
 
     Args:
-        axis: the channel axis, which keeps its own statistics and its own
-            `gamma` and `beta`. -1 (the default) for channels_last, 1 for
-            channels_first.
+        axis: integer, the channel axis, which keeps its own statistics and
+            its own `gamma` and `beta`; every other axis is reduced. -1 (the
+            default) for channels_last, 1 for channels_first (after a `Conv2D`
+            with `data_format="channels_first"`, for example).
         momentum: weight of the old value in the moving averages, in [0, 1).
             Default 0.9 (Keras: 0.99).
         epsilon: added to the variance before the square root, > 0.
             Default 1e-3.
-        center: if True, add the learned offset `beta`.
-        scale: if True, multiply by the learned scale `gamma`.
+        center: if True (the default), add the learned offset `beta`; if
+            False, there is no `beta` weight.
+        scale: if True (the default), multiply by the learned scale `gamma`;
+            if False, there is no `gamma` weight (when the next layer is
+            linear, it can do the scaling).
         beta_initializer: initializer of `beta`, default "zeros".
         gamma_initializer: initializer of `gamma`, default "ones".
         moving_mean_initializer: initializer of `moving_mean`, default "zeros".
@@ -168,8 +182,10 @@ class BatchNorm(keras.layers.Layer):
         gamma_constraint: optional constraint of `gamma`.
         unbiased_moving_variance: if True, the moving variance averages
             `m / (m - 1) * batch_variance`, m being the number of entries per
-            channel (the paper's Algorithm 2, and PyTorch's behaviour). The
-            batch itself is always normalized with the biased variance.
+            channel (unmasked ones, with a mask; per sub-batch, with
+            `virtual_batch_size`): the paper's Algorithm 2, and PyTorch's
+            behaviour. The batch itself is always normalized with the biased
+            variance.
             Default False, as in Keras.
         virtual_batch_size: None (the default) for statistics over the whole
             batch, or a positive integer k for ghost batch normalization
@@ -183,10 +199,11 @@ class BatchNorm(keras.layers.Layer):
             multiple of k (a ValueError says so where the batch size is
             known when the layer is called; in a TensorFlow graph with an
             unknown batch size, TensorFlow's reshape fails instead).
-            Inference does not change. Keras 2 grouped examples i, i + b/k,
-            i + 2b/k, ... of a batch of b; consecutive examples are how data
-            parallelism splits a batch, so `virtual_batch_size` = per-replica
-            batch models unsynchronized replicas on one device.
+            `axis` may not be the batch axis. Inference does not change.
+            Keras 2 grouped examples i, i + b/k, i + 2b/k, ... of a batch of
+            b; consecutive examples are how data parallelism splits a batch,
+            so `virtual_batch_size` = per-replica batch models unsynchronized
+            replicas on one device.
         synchronized: if True, training statistics are over the batches of
             all data-parallel replicas together (see above), in two passes:
             the global count and sum give the global mean, then the global
@@ -244,7 +261,10 @@ class BatchNorm(keras.layers.Layer):
 
     Call arguments:
         inputs: a floating tensor of any rank >= 2.
-        training: True for training mode, False or None for inference mode.
+        training: True for training mode (batch statistics, moving
+            statistics updated), False or None for inference mode (moving
+            statistics). A layer with `trainable=False` always runs in
+            inference mode.
         mask: optional boolean tensor of rank one less than `inputs`, of the
             shape of every axis of `inputs` but the last (or one that
             broadcasts to it), whatever `axis` is: Keras's convention, that
@@ -253,9 +273,21 @@ class BatchNorm(keras.layers.Layer):
             vector along the last axis at its position; masked-out entries
             are left out of the batch statistics. Inference ignores it.
 
-    Mixed precision: the weights are float32 and the statistics are computed
-    in float32 whatever the input dtype; the output has the layer's compute
-    dtype (float16 under `mixed_float16`, for example).
+    Mixed precision: float16 and bfloat16 inputs are cast to float32 for the
+    statistics and the normalization (float32 and float64 inputs keep their
+    dtype); the weights have the layer's variable dtype and are never
+    autocast (float32 under `mixed_float16` and `mixed_bfloat16`); the output
+    has the layer's compute dtype (float16 under `mixed_float16`, for
+    example).
+
+    Reference:
+
+    - [Ioffe and Szegedy, 2015](https://arxiv.org/abs/1502.03167): batch
+      normalization (Algorithm 1; Algorithm 2 is `bnk.recompute_statistics`).
+    - [Ioffe, 2017](https://arxiv.org/abs/1702.03275): Batch Renormalization
+      (`renorm`).
+    - [Hoffer et al., 2017](https://arxiv.org/abs/1705.08741): ghost batch
+      normalization (`virtual_batch_size`).
     """
 
     def __init__(

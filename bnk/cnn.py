@@ -11,6 +11,14 @@ from keras import initializers, layers
 from bnk.batch_norm import BatchNorm, Shape
 from bnk.functional import Tensor
 
+# The network's shape, said once: the pipeline and the benchmarks build their
+# inputs and copies of the network from these.
+INPUT_SHAPE = (28, 28, 1)  # One MNIST image, channels last.
+FILTERS = (32, 64)  # Of the two convolutional blocks, in order.
+KERNEL_SIZE = 5
+POOL_SIZE = 2
+HIDDEN_UNITS = 1024
+
 # The seed tutorial's initialization, by weight name: kernels truncated normal
 # with stddev 0.01 (cut at two stddev), biases 0.01, and the normalization
 # layers' usual gamma 1, beta 0, moving mean 0, moving variance 1.
@@ -33,9 +41,10 @@ class CNN(keras.Model):
 
     Two blocks of conv 5x5 (SAME) -> normalization -> ReLU -> max-pool 2x2,
     with 32 then 64 filters; then dense 1024 ReLU, dropout, dense
-    `num_classes`. The output is logits (use `from_logits=True` losses); the
-    seed's softmax and clipped log are folded into the loss, which is the
-    numerically stable form.
+    `num_classes` (the sizes are this module's `KERNEL_SIZE`, `FILTERS`,
+    `POOL_SIZE` and `HIDDEN_UNITS`). The output is logits (use
+    `from_logits=True` losses); the seed's softmax and clipped log are folded
+    into the loss, which is the numerically stable form.
 
     Initialization as in the seed (`INITIALIZERS`): kernels truncated normal
     with stddev 0.01, biases 0.01. The convolutions keep their bias, as the
@@ -59,15 +68,11 @@ class CNN(keras.Model):
         dropout: dropout rate before the last layer (the seed keeps 0.5).
         momentum: normalization momentum (the seed's decay, 0.9).
         epsilon: normalization epsilon (1e-3).
-        batch_norm: the older spelling of `normalization`: False is
-            `normalization=None`, True the default. Still read so that code
-            and models saved before `normalization` existed keep working;
-            cannot be combined with a `normalization` other than the default.
         **kwargs: base model arguments (`name`, ...).
 
     Call arguments:
-        inputs: images of shape (batch, 28, 28, 1) (or (batch, 28, 28)),
-            float, channels last.
+        inputs: images of shape (batch, 28, 28, 1) (`INPUT_SHAPE`), or
+            (batch, 28, 28), float, channels last.
         training: True for training mode (batch statistics, dropout on).
     """
 
@@ -78,17 +83,9 @@ class CNN(keras.Model):
         dropout: float = 0.5,
         momentum: float = 0.9,
         epsilon: float = 1e-3,
-        batch_norm: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if batch_norm is not None:
-            if normalization is not BatchNorm:
-                raise ValueError(
-                    "Pass `normalization` or the older `batch_norm`, not both; "
-                    f"got normalization={normalization!r}, batch_norm={batch_norm!r}."
-                )
-            normalization = BatchNorm if batch_norm else None
         if normalization is not None and not callable(normalization):
             raise TypeError(
                 "`normalization` must be a layer class, a function returning a "
@@ -107,11 +104,11 @@ class CNN(keras.Model):
         # The attribute names and nesting below are where a saved model's weights
         # are stored: changing them would stop older files from loading.
         self.blocks = []
-        for index, filters in enumerate((32, 64), start=1):
+        for index, filters in enumerate(FILTERS, start=1):
             block = [
                 layers.Conv2D(
                     filters,
-                    5,
+                    KERNEL_SIZE,
                     padding="same",
                     kernel_initializer=kernel_initializer,
                     bias_initializer=bias_initializer,
@@ -131,11 +128,13 @@ class CNN(keras.Model):
                     )
                 )
             block.append(layers.ReLU(name=f"relu{index}"))
-            block.append(layers.MaxPooling2D(2, padding="same", name=f"pool{index}"))
+            block.append(
+                layers.MaxPooling2D(POOL_SIZE, padding="same", name=f"pool{index}")
+            )
             self.blocks.append(block)
         self.flatten = layers.Flatten(name="flatten")
         self.hidden = layers.Dense(
-            1024,
+            HIDDEN_UNITS,
             activation="relu",
             kernel_initializer=kernel_initializer,
             bias_initializer=bias_initializer,

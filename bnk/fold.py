@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from bnk.batch_norm import BatchNorm
-from bnk.cnn import CNN
+from bnk.cnn import CNN, INPUT_SHAPE
 
 BATCH_NORMS = (BatchNorm, keras.layers.BatchNormalization)
 # Kernels of all of these keep the output channels on their last axis.
@@ -49,7 +49,8 @@ def fold_batch_norm(
         model: a built Sequential or Functional model, or a `bnk.CNN`.
             Batch norms inside nested models are not folded (and are reported).
         input_shape: only for `bnk.CNN`: the shape of one input image,
-            channels last; defaults to `(28, 28, channels)`, the MNIST shape.
+            channels last; defaults to the shape the model was built for
+            (`bnk.cnn.INPUT_SHAPE` if the model does not say).
 
     Returns:
         A new Functional model (also for `bnk.CNN`: the same layers, called in
@@ -102,10 +103,9 @@ def _as_functional(
     if isinstance(model, (keras.Sequential, CNN)):
         if isinstance(model, CNN):
             layers = model.layers_in_call_order
-            if input_shape is None:
-                # The first layer is conv1: kernel (5, 5, input channels, filters).
-                input_shape = (28, 28, layers[0].kernel.shape[-2])
-            inputs = keras.Input(shape=input_shape, name=f"{model.name}_input")
+            inputs = keras.Input(
+                shape=input_shape or _image_shape(model), name=f"{model.name}_input"
+            )
         else:
             layers = model.layers
             spec = model.inputs[0]
@@ -126,6 +126,16 @@ def _as_functional(
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _image_shape(model: CNN) -> tuple[int, ...]:
+    """The shape of one image `model` was built for, channels last."""
+    built = (model.get_build_config() or {}).get("input_shape")
+    if built is None:
+        return INPUT_SHAPE
+    image = tuple(built[1:])
+    # A CNN adds the channel axis of single-channel images given without one.
+    return image if len(image) == len(INPUT_SHAPE) else (*image, 1)
 
 
 def _plan(graph: keras.Model) -> tuple[dict[str, str], dict[str, str]]:

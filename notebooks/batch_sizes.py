@@ -21,10 +21,10 @@
 # further apart the two modes. Wu & He (2018, Figure 1) show BN's error climbing
 # steeply at small batches while GroupNorm, which normalizes each example on its own,
 # stays flat. Here the seed's CNN (`bnk.CNN`) is trained at several batch sizes with
-# each normalization, on the backend the pipeline ran on. The numbers come from the
-# results of the stage `batch_sizes` (`pipeline/experiments/batch_sizes.py`); every
+# each normalization, on the experiments' backend. The numbers come from the results
+# of the experiment `batch_sizes` (`pipeline/experiments/batch_sizes/run.py`); every
 # sentence below that quotes a number is generated from that file
-# (`pipeline/experiments/batch_findings.py`).
+# (`pipeline/experiments/batch_sizes/analysis.py`).
 
 # %% tags=["parameters"]
 # Set by the stage (papermill injects it after this cell): the results file, which
@@ -38,15 +38,16 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from matplotlib.ticker import PercentFormatter
 
-from pipeline.experiments import batch_findings
-from pipeline.experiments.findings import percent
+from pipeline.core.normalizations import LABELS
+from pipeline.experiments.batch_sizes import analysis
+from pipeline.reporting.text import percent
 
 with open(results_path) as f:
     m = json.load(f)
 p = m["params"]
 normalizers = p["normalizers"]
 sizes = sorted({run["batch_size"] for run in m["runs"]})
-names = [name for name in batch_findings.LABELS if name in p["normalizations"]]
+names = [name for name in LABELS if name in p["normalizations"]]
 rates = {run["batch_size"]: run["learning_rate"] for run in m["runs"]}
 display(Markdown(
     f"Backend **{m['backend']}** ({m['device']}), Keras {m['keras_version']}, "
@@ -79,9 +80,9 @@ display(Markdown(
 # %%
 fig, ax = plt.subplots(figsize=(8, 5))
 for name in names:
-    accuracy = batch_findings.accuracy_by_batch_size(m, name)
+    accuracy = analysis.accuracy_by_batch_size(m, name)
     ax.plot(sizes, [1 - accuracy[size] for size in sizes], "o-",
-            label=batch_findings.LABELS[name])
+            label=LABELS[name])
 ax.set_xscale("log", base=2)
 ax.set_xticks(sizes, [str(size) for size in sizes])
 ax.set_xlabel("batch size (images per step, log scale)")
@@ -109,13 +110,13 @@ if family:
     fig, axes = plt.subplots(1, len(family), figsize=(5 * len(family), 4.2),
                              squeeze=False, sharey=True)
     for ax, name in zip(axes[0], family, strict=True):
-        moving = batch_findings.accuracy_by_batch_size(m, name)
-        batch = batch_findings.accuracy_by_batch_size(
+        moving = analysis.accuracy_by_batch_size(m, name)
+        batch = analysis.accuracy_by_batch_size(
             m, name, "batch_statistics_accuracy")
         ax.plot(sizes, [moving[s] for s in sizes], "o-", label="moving statistics")
         ax.plot(sizes, [batch[s] for s in sizes], "s--",
                 label="statistics of each test batch")
-        population = batch_findings.accuracy_by_batch_size(
+        population = analysis.accuracy_by_batch_size(
             m, name, "population_accuracy")
         ax.plot(sizes, [population[s] for s in sizes], "^:",
                 label="population statistics, recomputed")
@@ -124,7 +125,7 @@ if family:
         ax.set_xlabel("batch size (training and test batches, log scale)")
         ax.set_ylabel("test accuracy")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_title(batch_findings.LABELS[name])
+        ax.set_title(LABELS[name])
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -146,7 +147,7 @@ rows = ["| normalization | batch size | learning rate | steps | test accuracy "
 for run in sorted(m["runs"], key=lambda r: (names.index(r["normalization"]),
                                             r["batch_size"])):
     rows.append(
-        f"| {batch_findings.LABELS[run['normalization']]} | {run['batch_size']} "
+        f"| {LABELS[run['normalization']]} | {run['batch_size']} "
         f"| {run['learning_rate']:.2g} | {run['steps']:,} "
         f"| {percent(run['test_accuracy'])} "
         f"| {percent(run['batch_statistics_accuracy'])} "
@@ -159,9 +160,9 @@ display(Markdown("\n".join(rows)))
 # ## Reading
 
 # %%
-lines = batch_findings.wu_he_findings(m)
-gaps = batch_findings.gap_findings(m)
+lines = analysis.wu_he_findings(m)
+gaps = analysis.gap_findings(m)
 if gaps:
     lines += ["**The train/inference gap.**", *gaps]
-lines.append(batch_findings.batch_size_caveats(m))
+lines.append(analysis.batch_size_caveats(m))
 display(Markdown("\n\n".join(lines)))

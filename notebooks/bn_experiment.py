@@ -18,10 +18,10 @@
 #
 # Ioffe & Szegedy's MNIST experiment (2015, section 4.1, Figure 1), and the
 # seed's CNN with and without batch normalization, both measured with `bnk.BatchNorm`
-# on the backend the pipeline ran on. The numbers come from the experiment's results,
-# written by the stage `bn_experiment` (`pipeline/experiments/`); every sentence below
+# on the experiments' backend. The numbers come from the results of the experiment
+# `bn_experiment` (`pipeline/experiments/bn_experiment/run.py`); every sentence below
 # that quotes a number is generated from that file
-# (`pipeline/experiments/findings.py`).
+# (`pipeline/experiments/bn_experiment/analysis.py`).
 
 # %% tags=["parameters"]
 # Set by the stage (papermill injects it after this cell): the results file, which
@@ -42,7 +42,7 @@ from matplotlib.ticker import (
     PercentFormatter,
 )
 
-from pipeline.experiments import findings
+from pipeline.experiments.bn_experiment import analysis as findings
 
 with open(results_path) as f:
     m = json.load(f)
@@ -242,9 +242,10 @@ cnn_steps = np.array(cnn["steps"])
 rates = pc["learning_rates"]
 runs = {(r["learning_rate"], r["batch_norm"]): r for r in cnn["runs"]}
 display(Markdown(
-    f"`bnk.CNN(batch_norm=True/False)` (two conv 5×5 blocks, dense 1024, dropout "
-    f"0.5), Adam, mini-batches of {pc['batch_size']}, {pc['steps']:,} steps on "
-    f"{cnn['training_images']:,} training images (a short run: "
+    "`bnk.CNN` with `normalization=bnk.BatchNorm` or `None` (two conv 5×5 blocks, "
+    f"dense 1024, dropout 0.5), Adam, mini-batches of {pc['batch_size']}, "
+    f"{pc['steps']:,} steps on {cnn['training_images']:,} training images "
+    "(a short run: "
     f"{pc['steps'] * pc['batch_size'] / cnn['training_images']:.1f} passes); "
     f"validation accuracy and loss on the {cnn['validation_images']:,} held-out "
     f"training images every {pc['eval_every']} steps. Both variants of a rate start "

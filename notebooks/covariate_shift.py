@@ -31,10 +31,10 @@
 #    gradients"), with BN than without.
 #
 # Here both are measured with `bnk.BatchNorm` in the seed's MNIST CNN, on the backend
-# the pipeline ran on. The numbers come from the results file the stage
-# `covariate_shift` writes (`pipeline/experiments/covariate_shift.py`); every sentence
+# the experiments run on. The numbers come from the results of the experiment
+# `covariate_shift` (`pipeline/experiments/covariate_shift/run.py`); every sentence
 # that quotes a number is generated from that file
-# (`pipeline/experiments/covariate_shift_findings.py`).
+# (`pipeline/experiments/covariate_shift/analysis.py`).
 
 # %% tags=["parameters"]
 # Set by the stage (papermill injects it after this cell): the results file, which
@@ -49,7 +49,7 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
-from pipeline.experiments import covariate_shift_findings as findings
+from pipeline.experiments.covariate_shift import analysis as findings
 
 with open(results_path) as f:
     m = json.load(f)

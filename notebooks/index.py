@@ -23,12 +23,14 @@
 
 # %% tags=["parameters"]
 # Set by the stage (papermill injects them after this cell): the backends of
-# params.yaml's `report` section, and the files to read, which dvc.yaml names.
+# params.yaml's `report` section, the files to read, which dvc.yaml names, and the
+# title of each experiment's report (`experiments.registry`).
 backends = None
 train_run_path = None
 eval_run_path = None
 experiment_results_path = None
 compare_run_paths = None
+experiment_titles = None
 
 # %%
 import itertools
@@ -39,7 +41,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from pipeline.backends import BACKEND_NAMES
+from pipeline.core.backends import BACKEND_NAMES
 
 train_metrics = json.loads(Path(train_run_path).read_text())
 eval_metrics = json.loads(Path(eval_run_path).read_text())
@@ -61,22 +63,16 @@ links = [
     "run, and the main model run under it"
     for b in backends
 ]
-links.append("- [What batch normalization buys](bn_experiment.html): Ioffe & Szegedy's "
-             "Figure 1, and the CNN with and without BN")
-links.append("- [Batch normalization and the batch size](batch_sizes.html): BN, ghost "
-             "BN, Batch Renorm, GroupNorm, LayerNorm and none from batches of 2 up "
-             "(Wu & He, Figure 1), and BN's train/inference gap")
-links.append("- [Non-i.i.d. batches](non_iid.html): BN and Batch Renorm trained on "
-             "batches of a few classes (Ioffe 2017, section 4.2)")
-links.append("- [Is it internal covariate shift?](covariate_shift.html): noisy BN, and "
-             "the loss landscape with and without BN (Santurkar et al., 2018)")
+links += [
+    f"- [{title[:1].upper()}{title[1:]}]({name}.html)"
+    for name, title in experiment_titles.items()
+]
 display(Markdown("\n".join(links)))
 
 # %% [markdown]
 # ## The main model
 
 # %%
-final = experiment["final"]
 table(
     [
         ["test accuracy", f"{eval_metrics['accuracy']:.4f}"],
@@ -99,8 +95,8 @@ table(
 )
 display(Markdown(
     "What BN buys, in one line: in Ioffe & Szegedy's Figure 1 network the test "
-    f"accuracy after the last step is {100 * final['mlp_bn_test_accuracy']:.2f}% "
-    f"with BN against {100 * final['mlp_plain_test_accuracy']:.2f}% without "
+    f"accuracy after the last step is {100 * experiment['mlp']['bn'][-1]:.2f}% "
+    f"with BN against {100 * experiment['mlp']['plain'][-1]:.2f}% without "
     "([the experiment](bn_experiment.html), on "
     f"{BACKEND_NAMES[experiment['backend']]})."
 ))

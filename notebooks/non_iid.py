@@ -22,10 +22,10 @@
 # Batch Renormalization (Ioffe, 2017) corrects each training batch towards the moving
 # statistics, so that training computes what inference will (section 4.2 of the
 # paper). Here the seed's CNN (`bnk.CNN`) is trained with each normalization on
-# shuffled batches and on batches of a few classes, on the backend the pipeline ran
-# on. The numbers come from the results of the stage `non_iid`
-# (`pipeline/experiments/non_iid.py`); every sentence below that quotes a number is
-# generated from that file (`pipeline/experiments/batch_findings.py`).
+# shuffled batches and on batches of a few classes, on the experiments' backend. The
+# numbers come from the results of the experiment `non_iid`
+# (`pipeline/experiments/non_iid/run.py`); every sentence below that quotes a number is
+# generated from that file (`pipeline/experiments/non_iid/analysis.py`).
 
 # %% tags=["parameters"]
 # Set by the stage (papermill injects it after this cell): the results file, which
@@ -40,13 +40,14 @@ import numpy as np
 from IPython.display import Markdown, display
 from matplotlib.ticker import PercentFormatter
 
-from pipeline.experiments import batch_findings
-from pipeline.experiments.findings import percent
+from pipeline.core.normalizations import LABELS
+from pipeline.experiments.non_iid import analysis
+from pipeline.reporting.text import percent
 
 with open(results_path) as f:
     m = json.load(f)
 p = m["params"]
-names = [name for name in batch_findings.LABELS if name in p["normalizations"]]
+names = [name for name in LABELS if name in p["normalizations"]]
 display(Markdown(
     f"Backend **{m['backend']}** ({m['device']}), Keras {m['keras_version']}, "
     f"{m['backend']} {m['backend_version']}; the whole experiment took "
@@ -56,7 +57,7 @@ display(Markdown(
     f"{m['training_images']:,} training images; either shuffled (i.i.d.) batches, "
     f"or batches of {p['classes_per_batch']} classes with "
     f"{p['batch_size'] // p['classes_per_batch']} images of each "
-    f"(`pipeline.batches.FewClassBatches`: each pass cuts every class into such "
+    f"(`pipeline.core.batches.FewClassBatches`: each pass cuts every class into such "
     f"shares and joins shares of different classes). Both start from the same "
     f"weights (seed {p['seed']}). Tested on {m['test_images']:,} test images in "
     f"inference mode; the BN family also with the statistics of each test batch of "
@@ -79,12 +80,12 @@ width = 0.38
 for offset, sampling, label in ((-width / 2, "iid", "shuffled (i.i.d.) batches"),
                                 (width / 2, "non_iid",
                                  f"batches of {p['classes_per_batch']} classes")):
-    values = [batch_findings.run_of(m, name, sampling)["test_accuracy"]
+    values = [analysis.run_of(m, name, sampling)["test_accuracy"]
               for name in names]
     bars = ax.bar(x + offset, [np.nan if v is None else v for v in values], width,
                   label=label)
     ax.bar_label(bars, labels=[percent(v) for v in values], fontsize="small")
-ax.set_xticks(x, [batch_findings.LABELS[name] for name in names])
+ax.set_xticks(x, [LABELS[name] for name in names])
 ax.set_xlabel("normalization")
 ax.set_ylabel("test accuracy (inference mode)")
 ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
@@ -109,11 +110,11 @@ if family:
     x = np.arange(len(family))
     width = 0.8 / len(kinds)
     for i, (key, label) in enumerate(kinds):
-        values = [batch_findings.run_of(m, name, "non_iid")[key] for name in family]
+        values = [analysis.run_of(m, name, "non_iid")[key] for name in family]
         bars = ax.bar(x + (i - 1) * width,
                       [np.nan if v is None else v for v in values], width, label=label)
         ax.bar_label(bars, labels=[percent(v) for v in values], fontsize="small")
-    ax.set_xticks(x, [batch_findings.LABELS[name] for name in family])
+    ax.set_xticks(x, [LABELS[name] for name in family])
     ax.set_xlabel("normalization (trained on non-i.i.d. batches)")
     ax.set_ylabel("test accuracy")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
@@ -131,7 +132,7 @@ rows = ["| normalization | trained on | test accuracy | shuffled test batches "
 for run in m["runs"]:
     loss = run["training_loss"][-1]
     rows.append(
-        f"| {batch_findings.LABELS[run['normalization']]} "
+        f"| {LABELS[run['normalization']]} "
         f"| {'i.i.d.' if run['sampling'] == 'iid' else 'non-i.i.d.'} "
         f"| {percent(run['test_accuracy'])} "
         f"| {percent(run['batch_statistics_accuracy'])} "
@@ -144,4 +145,4 @@ display(Markdown("\n".join(rows)))
 # ## Reading
 
 # %%
-display(Markdown("\n\n".join(batch_findings.non_iid_findings(m))))
+display(Markdown("\n\n".join(analysis.non_iid_findings(m))))

@@ -54,8 +54,8 @@ from IPython.display import Markdown, display
 from matplotlib.ticker import MaxNLocator
 
 import bnk
-from pipeline import dataset, models, params
-from pipeline.environment import describe
+from pipeline.core import dataset, models, params
+from pipeline.core.environment import describe
 
 here = describe()
 backend = here["backend"]

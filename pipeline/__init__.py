@@ -1,1 +1,3 @@
-"""DVC stages: one short script per stage, each run as `python -m pipeline.<stage>`."""
+"""The DVC pipeline: `core` (shared by every stage), `stages` (one module per stage),
+`experiments` (one folder per experiment) and `reporting` (notebooks rendered to HTML).
+Uses bnk, never the reverse."""

@@ -7,7 +7,7 @@ import sys
 import keras
 import numpy as np
 
-from pipeline.batches import ShuffledBatches
+from pipeline.core.batches import ShuffledBatches
 
 EXAMPLES, BATCH_SIZE, SEED = 10, 4, 7
 

@@ -2,7 +2,7 @@
 
 # First, as in a stage's process: it sets what TensorFlow reads when it starts
 # (oneDNN's setting), so the stages the tests run in this process run as under DVC.
-import pipeline.stages  # noqa: F401, I001
+import pipeline.core  # noqa: F401, I001
 
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.backends import BACKENDS  # noqa: F401 - the tests import it from here
+from pipeline.core.backends import BACKENDS  # noqa: F401 - the tests import it from here
 
 
 def pytest_configure(config):
@@ -43,9 +43,11 @@ def tiny_params():
     config["compare"].update(epochs=1, batch_size=16, learning_rate=1e-3, validation=64,
                              limit=40)
     config["report"] = {"backends": [keras.backend.backend()], "inference_batch": 50}
-    config["experiment"]["mlp"].update(steps=20, eval_every=10, batch_size=12, unit=3)
-    config["experiment"]["cnn"].update(steps=4, eval_every=2, batch_size=8,
-                                       learning_rates=[0.001], validation=16)
+    config["experiments"]["backend"] = keras.backend.backend()
+    config["bn_experiment"]["mlp"].update(steps=20, eval_every=10, batch_size=12,
+                                          unit=3)
+    config["bn_experiment"]["cnn"].update(steps=4, eval_every=2, batch_size=8,
+                                          learning_rates=[0.001], validation=16)
     config["batch_sizes"].update(TINY_BATCH_SIZES)
     config["non_iid"].update(TINY_NON_IID)
     config["covariate_shift"].update(steps=4, probe_every=2, batch_size=8,

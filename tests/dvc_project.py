@@ -14,7 +14,8 @@ from fake_mnist import fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["bnk", "pipeline", "notebooks", "dvc.yaml", "params.yaml",
-                 ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
+                 ".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore",
+                 "results/.gitignore", "state/.gitignore", "models/.gitignore"]
 
 
 def scratch_project(root, configure):
@@ -37,6 +38,7 @@ def scratch_project(root, configure):
         "sha256": hashlib.sha256(mnist_file.read_bytes()).hexdigest(),
     }
     config["report"]["backends"] = [keras.backend.backend()]
+    config["experiments"]["backend"] = keras.backend.backend()
     configure(config)
     (root / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     for command in (["git", "init", "-q"],

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pipeline import mnist
+from pipeline.core import mnist
 
 
 def random_images(rng, shape):

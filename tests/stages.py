@@ -64,12 +64,21 @@ def stage_path(stage, option):
     return Path(arguments[arguments.index("--" + option) + 1])
 
 
-def run_in(root, stage):
-    """Run `stage` with `root` as the working directory; the JSON of its `--results`
-    and `--metrics` outputs."""
+def run_in(root, experiment):
+    """Run the stage `experiment@<experiment>` with `root` as the working directory;
+    its results, and the metrics its analysis makes of them."""
+    stage = f"experiment@{experiment}"
     with contextlib.chdir(root):
         run_stage(stage)
-    return tuple(
-        json.loads((root / stage_path(stage, option)).read_text())
-        for option in ("results", "metrics")
-    )
+    results = json.loads((root / stage_path(stage, "results")).read_text())
+    analysis = importlib.import_module(f"pipeline.experiments.{experiment}.analysis")
+    return results, analysis.metrics(results)
+
+
+def experiment_params(path, experiment):
+    """The section of `experiment` in the params file `path`, checked as its stage
+    checks it."""
+    from pipeline.core import params
+
+    section = importlib.import_module(f"pipeline.experiments.{experiment}.params")
+    return params.experiment_section(params.load(path), experiment, section.Params)

@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import yaml
 from conftest import tiny_params
-from stages import run_in, run_stage, stage_path
+from stages import experiment_params, run_in, run_stage, stage_path
 from synthetic_project import write_project
 
 import bnk
-from pipeline import params
-from pipeline.batches import FewClassBatches
-from pipeline.experiments import batch_sizes, normalizations
-from pipeline.stages import batch_sizes as batch_sizes_stage
-from pipeline.stages import non_iid as non_iid_stage
+from pipeline.core import normalizations, params
+from pipeline.core.batches import FewClassBatches
+from pipeline.experiments.batch_sizes import analysis as batch_sizes_analysis
+from pipeline.experiments.batch_sizes import run as batch_sizes
+from pipeline.experiments.non_iid import analysis as non_iid_analysis
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_params()
-NORMALIZERS = params.load(ROOT / "params.yaml").batch_sizes.normalizers
+NORMALIZERS = experiment_params(ROOT / "params.yaml", "batch_sizes").normalizers
 
 
 # FewClassBatches
@@ -77,7 +77,7 @@ def test_few_class_batches_refuse_what_they_cannot_make():
 # Normalizations and evaluation
 
 
-@pytest.mark.parametrize("name", params.NORMALIZATIONS)
+@pytest.mark.parametrize("name", normalizations.NORMALIZATIONS)
 def test_each_normalization_builds_and_runs_in_the_cnn(name, rng):
     factory = normalizations.normalization_layer(name, NORMALIZERS, batch_size=8)
     model = bnk.CNN(normalization=factory)
@@ -176,7 +176,7 @@ def test_whole_batches_and_the_learning_rate_rule():
     x, y = np.arange(50), np.arange(50)
     kept, _ = normalizations.whole_batches(x, y, 8, limit=30)
     assert kept.tolist() == list(range(24))
-    config = params.load(ROOT / "params.yaml").batch_sizes
+    config = experiment_params(ROOT / "params.yaml", "batch_sizes")
     rate = batch_sizes.scaled_learning_rate(config, 4 * config.reference_batch_size)
     assert rate == pytest.approx(2 * config.learning_rate)
 
@@ -206,7 +206,7 @@ def test_bad_params_name_the_key_and_value(tmp_path, section, change, message):
     config[section].update(change)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(params.ParamsError, match=message):
-        params.load(tmp_path / "params.yaml")
+        experiment_params(tmp_path / "params.yaml", section)
 
 
 @pytest.mark.parametrize(
@@ -224,7 +224,7 @@ def test_bad_normalizer_settings_name_the_key(tmp_path, change, message):
     config["non_iid"]["normalizers"].update(change)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(params.ParamsError, match=message):
-        params.load(tmp_path / "params.yaml")
+        experiment_params(tmp_path / "params.yaml", "non_iid")
 
 
 # The stages
@@ -263,12 +263,12 @@ def test_batch_sizes_stage_writes_every_run(batch_sizes_run):
         assert (run["batch_statistics_accuracy"] is not None) == has_batch_statistics
         assert (run["population_accuracy"] is not None) == has_batch_statistics
         assert run["statistics_batches"] == min(2, 16 // size)
-    assert metrics == batch_sizes_stage.headline(results["runs"])
+    assert metrics == batch_sizes_analysis.metrics(results)
     assert metrics["bn_smallest_batch"] == runs[("batch_norm", 2)]["test_accuracy"]
     assert metrics["bn_largest_batch"] == runs[("batch_norm", 4)]["test_accuracy"]
     # The plots file: a row per batch size, a column per normalization.
-    table = (root / stage_path("batch_sizes", "plots")).read_text().splitlines()
-    assert table[0] == ",".join(["batch_size", *params.NORMALIZATIONS])
+    table = batch_sizes_analysis.plots(results).splitlines()
+    assert table[0] == ",".join(["batch_size", *normalizations.NORMALIZATIONS])
     for line, size in zip(table[1:], (2, 4), strict=True):
         cells = dict(zip(table[0].split(","), line.split(","), strict=True))
         assert int(cells["batch_size"]) == size and cells["group_norm"] == ""
@@ -295,12 +295,12 @@ def test_non_iid_stage_trains_on_both_kinds_of_batches(non_iid_run):
 def test_headlines_fit_dvc_metrics_show():
     runs = [
         {"normalization": n, "batch_size": b, "sampling": s, "test_accuracy": 0.5}
-        for n in params.NORMALIZATIONS
+        for n in normalizations.NORMALIZATIONS
         for b in (2, 256)
         for s in ("iid", "non_iid")
     ]
-    assert len(batch_sizes_stage.headline(runs)) == 6
-    assert len(non_iid_stage.headline(runs)) == 6
+    assert len(batch_sizes_analysis.metrics({"runs": runs})) == 6
+    assert len(non_iid_analysis.metrics({"runs": runs})) == 6
 
 
 def render(stage_result, monkeypatch, stage, name):
@@ -321,7 +321,7 @@ def render(stage_result, monkeypatch, stage, name):
 
 def test_batch_sizes_report_renders_its_numbers(batch_sizes_run, monkeypatch):
     results, images, html = render(
-        batch_sizes_run, monkeypatch, "batch_sizes_report", "batch_sizes"
+        batch_sizes_run, monkeypatch, "experiment_report@batch_sizes", "batch_sizes"
     )
     assert images == 2  # the error curves and the BN family's gap
     assert "What Wu &amp; He found." in html and "Caveats: seed 3" in html
@@ -330,8 +330,9 @@ def test_batch_sizes_report_renders_its_numbers(batch_sizes_run, monkeypatch):
 
 
 def test_non_iid_report_renders_its_numbers(non_iid_run, monkeypatch):
-    results, images, html = render(non_iid_run, monkeypatch, "non_iid_report",
-                                   "non_iid")
+    results, images, html = render(
+        non_iid_run, monkeypatch, "experiment_report@non_iid", "non_iid"
+    )
     assert images == 2  # i.i.d. vs not, and the BN family by its statistics
     assert "What Ioffe found." in html
     bn = results["runs"][1]
@@ -339,7 +340,9 @@ def test_non_iid_report_renders_its_numbers(non_iid_run, monkeypatch):
     assert f"{100 * bn['test_accuracy']:.2f}% after non-i.i.d." in html
 
 
-@pytest.mark.parametrize("stage", ["batch_sizes_report", "non_iid_report"])
+@pytest.mark.parametrize(
+    "stage", ["experiment_report@batch_sizes", "experiment_report@non_iid"]
+)
 def test_reports_need_the_results(tmp_path, monkeypatch, stage):
     monkeypatch.chdir(tmp_path)
     results = stage_path(stage, "results")
@@ -355,5 +358,5 @@ def test_non_iid_fails_clearly_when_the_classes_cannot_fill_batches(
     write_project(tmp_path, config)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="non_iid: 64 training images make no batch"):
-        run_stage("non_iid")
-    assert not stage_path("non_iid", "results").exists()
+        run_stage("experiment@non_iid")
+    assert not stage_path("experiment@non_iid", "results").exists()

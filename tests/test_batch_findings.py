@@ -5,7 +5,8 @@ do. Plain numpy on small hand-made results, so nothing here depends on the backe
 
 import pytest
 
-from pipeline.experiments import batch_findings
+from pipeline.experiments.batch_sizes import analysis as batch_findings
+from pipeline.experiments.non_iid import analysis as non_iid_findings
 
 SIZES = (2, 8, 32)
 
@@ -125,7 +126,7 @@ def non_iid_details(accuracy, test_images=10_000):
 def test_the_non_iid_verdict_follows_the_numbers(renorm, verdict):
     details = non_iid_details({"batch_norm": (0.98, 0.78),
                                "batch_renorm": (0.97, renorm)})
-    lines = batch_findings.non_iid_findings(details)
+    lines = non_iid_findings.non_iid_findings(details)
     assert lines[0].startswith("**What Ioffe found.**")
     assert "batches of 32 images hold 2 classes each" in lines[0]
     assert "BN 98.00% after i.i.d. training, 78.00% after non-i.i.d. (-20.0 points)" \
@@ -137,7 +138,7 @@ def test_the_non_iid_verdict_follows_the_numbers(renorm, verdict):
 def test_no_loss_leaves_nothing_to_recover():
     details = non_iid_details({"batch_norm": (0.98, 0.979),
                                "batch_renorm": (0.97, 0.97)})
-    assert "nothing for Batch Renorm to recover" in batch_findings.non_iid_findings(
+    assert "nothing for Batch Renorm to recover" in non_iid_findings.non_iid_findings(
         details)[2]
 
 
@@ -148,22 +149,22 @@ def test_no_loss_leaves_nothing_to_recover():
 )
 def test_groupnorm_measures_the_cost_of_few_class_batches_alone(group_norm, verdict):
     details = non_iid_details({"batch_norm": (0.98, 0.78), "group_norm": group_norm})
-    [line] = [line for line in batch_findings.non_iid_findings(details)
+    [line] = [line for line in non_iid_findings.non_iid_findings(details)
               if line.startswith("GroupNorm has no batch statistics")]
     assert verdict in line
 
 
 def test_non_iid_caveats_say_how_stale_renorms_averages_are():
-    caveats = batch_findings.non_iid_findings(
+    caveats = non_iid_findings.non_iid_findings(
         non_iid_details({"batch_norm": (0.98, 0.78)}))[-1]
     # 0.99 ** 100 = 37%
     assert "still give their initial values a weight of 37%" in caveats
 
 
 def test_recovered_share():
-    assert batch_findings.recovered_share(0.9, 0.7, 0.85) == pytest.approx(0.75)
-    assert batch_findings.recovered_share(0.9, 0.95, 0.9) != \
-        batch_findings.recovered_share(0.9, 0.95, 0.9)  # NaN: BN lost nothing
+    assert non_iid_findings.recovered_share(0.9, 0.7, 0.85) == pytest.approx(0.75)
+    assert non_iid_findings.recovered_share(0.9, 0.95, 0.9) != \
+        non_iid_findings.recovered_share(0.9, 0.95, 0.9)  # NaN: BN lost nothing
 
 
 @pytest.mark.parametrize(

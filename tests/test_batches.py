@@ -14,7 +14,7 @@ import pytest
 from batches_seen import BATCH_SIZE, EXAMPLES, SEED, batches_seen
 from conftest import BACKENDS
 
-from pipeline.batches import ShuffledBatches
+from pipeline.core.batches import ShuffledBatches
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 import yaml
 from conftest import tiny_params
-from stages import run_in, run_stage, stage_path
+from stages import experiment_params, run_in, run_stage, stage_path
 from synthetic_project import synthetic_mnist, write_project
 
-from pipeline import params
-from pipeline.experiments import figure1, findings, runs
-from pipeline.stages import bn_experiment
+from pipeline.core import params, runs
+from pipeline.experiments.bn_experiment import analysis as findings
+from pipeline.experiments.bn_experiment import run as figure1
+from pipeline.experiments.bn_experiment.params import Mlp
+from pipeline.reporting.text import percent
 
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = tiny_params()
 TINY["seed"] = 5
-TINY["experiment"] = {
+TINY["bn_experiment"] = {
     "mlp": {
         "steps": 20, "eval_every": 10, "batch_size": 12, "learning_rate": 0.5,
         "init_stddev": 0.1, "unit": 3, "limit": None,
@@ -45,7 +47,7 @@ def test_results_file_has_its_shape(stage_run):
     mlp, cnn = metrics["mlp"], metrics["cnn"]
     assert metrics["backend"] == keras.backend.backend()
     assert metrics["wall_seconds"] > 0
-    assert metrics["params"] == {**TINY["experiment"], "seed": TINY["seed"]}
+    assert metrics["params"] == {**TINY["bn_experiment"], "seed": TINY["seed"]}
     assert mlp["steps"] == [0, 10, 20]
     assert (
         mlp["unit"] == 3 and mlp["training_images"] == 240 and mlp["test_images"] == 50
@@ -68,7 +70,7 @@ def test_results_file_has_its_shape(stage_run):
     assert [(r["learning_rate"], r["batch_norm"]) for r in cnn["runs"]] == [
         (0.001, True), (0.001, False)
     ]
-    assert metrics["final"] == {
+    assert findings.final_accuracies(metrics) == {
         "mlp_bn_test_accuracy": mlp["bn"][-1],
         "mlp_plain_test_accuracy": mlp["plain"][-1],
         "cnn_bn_lr0_001_val_accuracy": cnn["runs"][0]["val_accuracy"][-1],
@@ -100,7 +102,7 @@ def test_headline_takes_the_best_finite_rate():
         {"batch_norm": True, "val_accuracy": [0.3, 0.95]},
         {"batch_norm": False, "val_accuracy": [0.1, 0.6]},
     ]}
-    assert bn_experiment.headline(mlp, cnn) == {
+    assert findings.metrics({"mlp": mlp, "cnn": cnn}) == {
         "figure1_bn": 0.9, "figure1_plain": 0.8, "cnn_bn_best": 0.95,
         "cnn_plain_best": 0.6,
     }
@@ -156,7 +158,7 @@ def test_percentiles_are_of_the_last_sigmoids_input(batch_norm, rng):
     x = data["x_train"].reshape(-1, 784).astype("float32") / 255
     x_test = data["x_test"].reshape(-1, 784).astype("float32") / 255
     y, y_test = data["y_train"].astype("int32"), data["y_test"].astype("int32")
-    config = params.Mlp(**{**TINY["experiment"]["mlp"], "unit": 7})
+    config = Mlp(**{**TINY["bn_experiment"]["mlp"], "unit": 7})
     model, recorder, _ = figure1.train_mlp(
         batch_norm, config, 3, (x, y), (x_test, y_test)
     )
@@ -184,7 +186,7 @@ def test_percentiles_are_of_the_last_sigmoids_input(batch_norm, rng):
 
 
 def test_committed_params_are_valid():
-    config = params.load(ROOT / "params.yaml").experiment
+    config = experiment_params(ROOT / "params.yaml", "bn_experiment")
     assert config.mlp.batch_size == 60 and config.mlp.steps == 50_000
     assert 0.0005 in config.cnn.learning_rates
 
@@ -192,45 +194,45 @@ def test_committed_params_are_valid():
 @pytest.mark.parametrize(
     "part, key, value, message",
     [
-        ("mlp", "steps", 25, "`experiment.mlp.steps`=25 must be a multiple of"),
-        ("mlp", "unit", 100, r"`experiment.mlp.unit` must be an integer in \[0, 100\)"),
+        ("mlp", "steps", 25, "`bn_experiment.mlp.steps`=25 must be a multiple of"),
+        ("mlp", "unit", 100,
+         r"`bn_experiment.mlp.unit` must be an integer in \[0, 100\)"),
         ("mlp", "learning_rate", 0,
-         "`experiment.mlp.learning_rate` must be a positive number"),
-        ("mlp", "stpes", 3, "unknown key `experiment.mlp.stpes`"),
+         "`bn_experiment.mlp.learning_rate` must be a positive number"),
+        ("mlp", "stpes", 3, "unknown key `bn_experiment.mlp.stpes`"),
         ("cnn", "learning_rates", [],
-         "`experiment.cnn.learning_rates` must be a non-empty list"),
+         "`bn_experiment.cnn.learning_rates` must be a non-empty list"),
         ("cnn", "learning_rates", [0.1, -1],
-         r"`experiment.cnn.learning_rates\[1\]` must be a pos"),
+         r"`bn_experiment.cnn.learning_rates\[1\]` must be a pos"),
         ("cnn", "limit", 60_000,
-         "`experiment.cnn.limit`=60000 is larger than the 59984"),
+         "`bn_experiment.cnn.limit`=60000 is larger than the 59984"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, part, key, value, message):
     config = json.loads(json.dumps(TINY))
-    config["experiment"][part][key] = value
+    config["bn_experiment"][part][key] = value
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(params.ParamsError, match=message):
-        params.load(tmp_path / "params.yaml")
+        experiment_params(tmp_path / "params.yaml", "bn_experiment")
 
 
 def test_too_few_images_for_one_block_fails_clearly(tmp_path, monkeypatch):
     config = json.loads(json.dumps(TINY))
-    config["experiment"]["mlp"]["batch_size"] = 30  # 30 * 10 > 240 images
+    config["bn_experiment"]["mlp"]["batch_size"] = 30  # 30 * 10 > 240 images
     write_project(tmp_path, config)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(
         SystemExit, match="240 training images are fewer than one block"
     ):
-        run_stage("bn_experiment")
-    assert not stage_path("bn_experiment", "results").exists()
-    assert not stage_path("bn_experiment", "metrics").exists()
+        run_stage("experiment@bn_experiment")
+    assert not stage_path("experiment@bn_experiment", "results").exists()
 
 
 def test_report_needs_the_results(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    results = stage_path("bn_experiment_report", "results")
+    results = stage_path("experiment_report@bn_experiment", "results")
     with pytest.raises(SystemExit, match=f"{results} is missing"):
-        run_stage("bn_experiment_report")
+        run_stage("experiment_report@bn_experiment")
 
 
 def test_notebook_executes_on_tiny_results(stage_run, monkeypatch):
@@ -240,8 +242,18 @@ def test_notebook_executes_on_tiny_results(stage_run, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
-    run_stage("bn_experiment_report", notebook=ROOT / "notebooks/bn_experiment.ipynb")
-    report = stage_path("bn_experiment_report", "output")
+    run_stage(
+        "experiment_report@bn_experiment",
+        notebook=ROOT / "notebooks/bn_experiment.ipynb",
+    )
+    report = stage_path("experiment_report@bn_experiment", "output")
+    # Its metrics and plots files, from the experiment's analysis.
+    metrics = json.loads(stage_path("experiment_report@bn_experiment", "metrics")
+                         .read_text())
+    assert metrics == findings.metrics(results)
+    plots = stage_path("experiment_report@bn_experiment", "plots").read_text()
+    assert plots == findings.plots(results)
+    assert plots.splitlines()[0] == "step,bn,plain"
     executed = json.loads(report.with_suffix(".ipynb").read_text())
     outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
@@ -275,11 +287,11 @@ def test_the_findings_read_the_stages_results_with_their_numbers(stage_run):
         assert isinstance(line, str) and line.strip()
     assert figure1[0].startswith("**Figure 1a.**")
     mlp = details["mlp"]
-    bn, plain = findings.percent(mlp["bn"][-1]), findings.percent(mlp["plain"][-1])
+    bn, plain = percent(mlp["bn"][-1]), percent(mlp["plain"][-1])
     assert f"at step {mlp['steps'][-1]:,}: {bn} vs {plain}." in figure1[0]
-    final = details["final"]
-    assert findings.percent(final["mlp_bn_test_accuracy"]) in figure1[0]
-    assert findings.percent(final["mlp_plain_test_accuracy"]) in figure1[0]
+    final = findings.final_accuracies(details)
+    assert percent(final["mlp_bn_test_accuracy"]) in figure1[0]
+    assert percent(final["mlp_plain_test_accuracy"]) in figure1[0]
     assert cnn[0] == "**The CNN.**"
     rates = details["params"]["cnn"]["learning_rates"]
     for rate in rates:
@@ -287,7 +299,7 @@ def test_the_findings_read_the_stages_results_with_their_numbers(stage_run):
         line = next(line for line in cnn if line.startswith(prefix))
         for run in details["cnn"]["runs"]:
             if run["learning_rate"] == rate:
-                assert findings.percent(run["val_accuracy"][-1]) in line
+                assert percent(run["val_accuracy"][-1]) in line
     assert cnn[-1].startswith("Caveats:")
     assert f"{details['cnn']['validation_images']:,} validation images" in cnn[-1]
     assert f"{mlp['test_images']:,} test images" in cnn[-1]

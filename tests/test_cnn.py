@@ -63,13 +63,9 @@ def test_normalization_layers_get_the_networks_settings():
     np.testing.assert_array_equal(to_numpy(bn.moving_variance), np.ones(32))
 
 
-def test_batch_norm_flag_is_the_older_spelling():
-    assert bnk.CNN(batch_norm=False).normalization is None
-    assert bnk.CNN(batch_norm=True).normalization is bnk.BatchNorm
-    with pytest.raises(ValueError, match="not both"):
-        bnk.CNN(normalization=keras.layers.BatchNormalization, batch_norm=False)
+def test_normalization_must_be_callable_or_none():
     with pytest.raises(TypeError, match="layer class"):
-        bnk.CNN(False)  # Once the first positional argument was `batch_norm`.
+        bnk.CNN(False)
 
 
 def test_training_flag_switches_dropout_and_batch_norm(rng):
@@ -106,17 +102,6 @@ def test_config_round_trips(normalization):
     clone = bnk.CNN.from_config(model.get_config())
     assert clone.normalization is normalization
     assert clone.get_config() == model.get_config()
-
-
-@pytest.mark.parametrize("batch_norm", [True, False])
-def test_config_with_the_batch_norm_flag_still_loads(batch_norm):
-    config = bnk.CNN(dropout=0.3).get_config()
-    del config["normalization"]
-    clone = bnk.CNN.from_config({**config, "batch_norm": batch_norm})
-    assert clone.normalization is (bnk.BatchNorm if batch_norm else None)
-    assert clone.get_config() == {
-        **config, "normalization": "bnk>BatchNorm" if batch_norm else None
-    }
 
 
 def test_config_names_an_unknown_normalization():

@@ -9,16 +9,18 @@ import numpy as np
 import pytest
 import yaml
 from conftest import tiny_params, to_numpy
-from stages import run_in, run_stage, stage_path
+from stages import experiment_params, run_in, run_stage, stage_path
 
 import bnk
-from pipeline import params
-from pipeline.experiments import covariate_shift as cs
-from pipeline.experiments import covariate_shift_findings
+from pipeline.core import params
+from pipeline.experiments.covariate_shift import analysis as covariate_shift_findings
+from pipeline.experiments.covariate_shift import run as cs
+from pipeline.experiments.covariate_shift.params import Noise
+from pipeline.reporting.text import percent
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_params()
-NOISE = params.Noise(mean=1.0, max_scale=3.0)
+NOISE = Noise(mean=1.0, max_scale=3.0)
 
 
 def noise_affine(layer, channels=3):
@@ -174,10 +176,8 @@ def stage_run(tmp_path_factory):
 
 
 def test_plots_file_is_the_probe_table(stage_run):
-    root, results, _ = stage_run
-    plots = (root / stage_path("covariate_shift", "plots")).read_text()
-    assert plots == covariate_shift_findings.probes_csv(results)
-    header, *rows = plots.splitlines()
+    _, results, _ = stage_run
+    header, *rows = covariate_shift_findings.plots(results).splitlines()
     assert header.startswith("training_step,plain_val_accuracy,") and len(rows) == 3
 
 
@@ -219,7 +219,7 @@ def test_results_file_has_its_shape(stage_run):
         assert all(p["gradient_norm"] > 0 for p in probes)
     # The variants differ: BN and noisy BN see different inputs at conv2.
     assert results["bn"]["input_mean"] != results["noisy_bn"]["input_mean"]
-    assert metrics == covariate_shift_findings.headline(results)
+    assert metrics == covariate_shift_findings.metrics(results)
     assert len(metrics) <= 6 and all(isinstance(v, float) for v in metrics.values())
 
 
@@ -231,9 +231,10 @@ def test_report_renders_the_three_figures_and_the_findings(stage_run, monkeypatc
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
     run_stage(
-        "covariate_shift_report", notebook=ROOT / "notebooks/covariate_shift.ipynb"
+        "experiment_report@covariate_shift",
+        notebook=ROOT / "notebooks/covariate_shift.ipynb",
     )
-    report = stage_path("covariate_shift_report", "output")
+    report = stage_path("experiment_report@covariate_shift", "output")
     executed = json.loads(report.with_suffix(".ipynb").read_text())
     outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
@@ -244,7 +245,7 @@ def test_report_renders_the_three_figures_and_the_findings(stage_run, monkeypatc
         assert f"<strong>{opening}</strong>" in html
     assert f"Caveats: one seed ({TINY['seed']})" in html
     # The reading quotes the measured numbers.
-    final = covariate_shift_findings.percent(results["noisy_bn"]["val_accuracy"][-1])
+    final = percent(results["noisy_bn"]["val_accuracy"][-1])
     assert f"{final} with noisy BN" in html
     assert f"Seed {TINY['seed']}." in html
     assert "<title>bnk: is it internal covariate shift?</title>" in html
@@ -252,9 +253,9 @@ def test_report_renders_the_three_figures_and_the_findings(stage_run, monkeypatc
 
 def test_report_needs_the_results(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    results = stage_path("covariate_shift_report", "results")
+    results = stage_path("experiment_report@covariate_shift", "results")
     with pytest.raises(SystemExit, match=f"{results} is missing"):
-        run_stage("covariate_shift_report")
+        run_stage("experiment_report@covariate_shift")
 
 
 def test_too_few_images_for_one_block_fails_clearly(tmp_path, monkeypatch):
@@ -266,12 +267,12 @@ def test_too_few_images_for_one_block_fails_clearly(tmp_path, monkeypatch):
         r"covariate_shift: 80 training images are fewer than one block of "
         r"batch_size \* probe_every = 96"
     )):
-        run_stage("covariate_shift")
-    assert not stage_path("covariate_shift", "results").exists()
+        run_stage("experiment@covariate_shift")
+    assert not stage_path("experiment@covariate_shift", "results").exists()
 
 
 def test_committed_params_are_valid():
-    config = params.load(ROOT / "params.yaml").covariate_shift
+    config = experiment_params(ROOT / "params.yaml", "covariate_shift")
     assert config.steps % config.probe_every == 0 and config.noise.max_scale > 1
 
 
@@ -295,4 +296,4 @@ def test_bad_params_name_the_key(tmp_path, key, value, message):
     config["covariate_shift"][key] = value
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(params.ParamsError, match=message):
-        params.load(tmp_path / "params.yaml")
+        experiment_params(tmp_path / "params.yaml", "covariate_shift")

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.experiments import covariate_shift_findings as f
+from pipeline.experiments.covariate_shift import analysis as f
 
 STEPS = [0, 50, 100, 150]
 STEP_SIZES = [0.1, 0.2]
@@ -100,7 +100,7 @@ def test_landscape_measures_by_hand():
 
 def test_headline_holds_the_accuracies_the_shift_and_the_spreads():
     details = make_details()
-    headline = f.headline(details)
+    headline = f.metrics(details)
     assert headline == {
         "plain_accuracy": 0.9,
         "bn_accuracy": 0.97,
@@ -193,7 +193,7 @@ def test_findings_are_the_four_paragraphs():
 def test_probes_csv_has_a_row_per_probe_and_blanks_where_undefined():
     details = make_details()
     details["plain"]["val_accuracy"][2] = None  # diverged
-    header, *rows = f.probes_csv(details).splitlines()
+    header, *rows = f.plots(details).splitlines()
     assert header.split(",") == [
         "training_step",
         "plain_val_accuracy", "bn_val_accuracy", "noisy_bn_val_accuracy",

@@ -16,9 +16,9 @@ from conftest import TINY
 from stages import stage_args, stage_path
 
 import bnk
-from pipeline import params
-from pipeline.devices import DevicesError, Replica, check_batches_split
-from pipeline.models import load_trained_cnn
+from pipeline.core import params
+from pipeline.core.devices import DevicesError, Replica, check_batches_split
+from pipeline.core.models import load_trained_cnn
 
 ROOT = Path(__file__).resolve().parents[1]
 

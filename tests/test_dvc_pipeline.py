@@ -32,8 +32,8 @@ def project(tmp_path_factory):
     def tiny(config):
         config["train"].update(epochs=1, limit=512)
         config["compare"].update(limit=48, batch_size=16)
-        config["experiment"]["mlp"].update(steps=20, eval_every=10)
-        config["experiment"]["cnn"].update(
+        config["bn_experiment"]["mlp"].update(steps=20, eval_every=10)
+        config["bn_experiment"]["cnn"].update(
             steps=4, eval_every=2, batch_size=8, learning_rates=[0.001], limit=64
         )
         config["batch_sizes"].update(TINY_BATCH_SIZES)
@@ -75,18 +75,18 @@ def test_whole_pipeline_renders_the_report(project):
     run(dvc("repro"), project, backend)
     report = project / stage_path("report", "output")
     assert report.with_suffix(".html").stat().st_size > 0
-    experiment = project / stage_path("bn_experiment_report", "output")
+    experiment = project / stage_path("experiment_report@bn_experiment", "output")
     assert experiment.with_suffix(".html").stat().st_size > 0
     compared = json.loads((project / stage_path("compare", "output")).read_text())
     assert compared["steps"] == 3
     index = (project / stage_path("index", "output")).with_suffix(".html").read_text()
     assert "<title>bnk: results on every backend</title>" in index
     assert f'href="{backend}.html"' in index and 'href="bn_experiment.html"' in index
-    for stage in ("batch_sizes_report", "non_iid_report"):
+    for stage in ("experiment_report@batch_sizes", "experiment_report@non_iid"):
         report = (project / stage_path(stage, "output")).with_suffix(".html")
         assert report.stat().st_size > 0 and f'href="{report.name}"' in index
     assert 'href="covariate_shift.html"' in index
-    shift = project / stage_path("covariate_shift_report", "output")
+    shift = project / stage_path("experiment_report@covariate_shift", "output")
     assert "Is it internal covariate shift?" in shift.with_suffix(".html").read_text()
     # Everything is up to date but the stage that by design always runs.
     status = run(dvc("status", "--json"), project, backend).stdout

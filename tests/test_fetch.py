@@ -19,7 +19,7 @@ from conftest import tiny_params
 from fake_mnist import fake_mnist
 from stages import run_stage, stage_path
 
-from pipeline import mnist, params, sources
+from pipeline.core import mnist, params, sources
 
 OUTPUT = stage_path("fetch", "mnist")
 PROVENANCE = stage_path("fetch", "provenance")

@@ -1,5 +1,5 @@
 """The sentences of the bn_experiment report's "Reading" section
-(`pipeline.experiments.findings`): each verdict flips when the numbers behind it do.
+(`pipeline.reporting.text`): each verdict flips when the numbers behind it do.
 
 Plain numpy on small hand-made `details` dicts (the structure of the experiment's
 results file), so nothing here depends on the Keras backend.
@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from stages import stage_path
 
-from pipeline.experiments import findings
+from pipeline.experiments.bn_experiment import analysis as findings
+from pipeline.reporting import text as formatting
 
-COMMITTED = Path(__file__).resolve().parents[1] / stage_path("bn_experiment", "results")
+COMMITTED = Path(__file__).resolve().parents[1] / stage_path(
+    "experiment@bn_experiment", "results"
+)
 
 MLP_STEPS = [0, 100, 200, 300, 400]
 CNN_STEPS = [50, 100, 150, 200]
@@ -117,20 +120,20 @@ def learning_rate_claim(details):
     [(0.98346, "98.35%"), (1.0, "100.00%"), (None, "n/a"), (math.nan, "n/a")],
 )
 def test_percent(value, text):
-    assert findings.percent(value) == text
+    assert formatting.percent(value) == text
 
 
 @pytest.mark.parametrize(
     ("value", "text"), [(2.302585, "2.303"), (None, "n/a"), (math.inf, "n/a")]
 )
 def test_decimal(value, text):
-    assert findings.decimal(value) == text
+    assert formatting.decimal(value) == text
 
 
 def test_standard_error_of_an_accuracy():
-    assert findings.standard_error(0.9, 10_000) == pytest.approx(0.003)
+    assert formatting.standard_error(0.9, 10_000) == pytest.approx(0.003)
     # a perfect score still has a (tiny) positive error, so a zero gap is "within" it
-    assert 0 < findings.standard_error(1.0, 100) < 1e-6
+    assert 0 < formatting.standard_error(1.0, 100) < 1e-6
 
 
 def test_first_step_reaching_a_level():

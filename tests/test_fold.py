@@ -82,6 +82,24 @@ def test_cnn_loses_its_batch_norms_and_keeps_its_predictions(normalization):
     assert_same_predictions(folded.predict(x, verbose=0), model(x, training=False))
 
 
+@pytest.mark.parametrize(
+    "built_for, image",
+    [((None, 32, 32, 3), (32, 32, 3)), ((2, 28, 28), (28, 28, 1))],
+    ids=["rgb_32x32", "without_channel_axis"],
+)
+def test_cnn_folds_for_the_images_it_was_built_for(built_for, image):
+    rng = np.random.default_rng(4)
+    model = bnk.CNN()
+    model.build(built_for)
+    randomize(model, rng, batch_norms_only=True)
+    x = rng.normal(size=(2, *image)).astype("float32")
+
+    folded = fold_batch_norm(model)
+
+    assert tuple(folded.inputs[0].shape) == (None, *image)
+    assert_same_predictions(folded.predict(x, verbose=0), model(x, training=False))
+
+
 def build(kind, batch_norm, api, use_bias=True, center=True, scale=True):
     """`kind` layer -> batch norm on its channels -> ReLU, and an input for it."""
     if kind == "dense":

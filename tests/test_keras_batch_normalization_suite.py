@@ -6,9 +6,9 @@ the installed keras when the suite runs, so a Keras upgrade re-runs its tests as
 they are then. Every `layers.BatchNormalization` in it becomes
 `KerasDefaultBatchNorm`: bnk.BatchNorm whose only change is Keras's default
 momentum, 0.99. A test that checks behaviour bnk differs from on purpose is listed
-in DIFFERENCES with the reason (the README's table of differences has them all),
-and expected to fail: if Keras's test or bnk changes so that it passes, the suite
-says so.
+in DIFFERENCES with the reason (docs/batch_norm.md's table of differences has them
+all), and expected to fail: if Keras's test or bnk changes so that it passes, the
+suite says so.
 """
 
 import keras

@@ -13,17 +13,15 @@ from pathlib import Path
 import pytest
 from stages import stage_path
 
-from pipeline import params
-from pipeline.stages import batch_sizes
+from pipeline.core import params
+from pipeline.core.normalizations import NORMALIZATIONS
+from pipeline.experiments.batch_sizes import analysis as batch_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
-METRICS = [
-    stage_path(stage, "metrics")
-    for stage in (
-        "train", "evaluate", "bn_experiment", "batch_sizes", "non_iid",
-        "covariate_shift",
-    )
+METRICS = [stage_path(stage, "metrics") for stage in ("train", "evaluate")] + [
+    stage_path(f"experiment_report@{name}", "metrics")
+    for name in params.load(ROOT / "params.yaml").experiments.registry
 ]
 # A terminal beside an editor, or a laptop's full-width one.
 SCREEN_COLUMNS = 160
@@ -80,12 +78,12 @@ def test_batch_sizes_metrics_the_code_writes_fit_on_a_screen(tmp_path):
     shows."""
     runs = [
         {"normalization": name, "batch_size": size, "test_accuracy": 0.87939453125}
-        for name in params.NORMALIZATIONS
+        for name in NORMALIZATIONS
         for size in (2, 256)
     ]
-    written = batch_sizes.headline(runs)
+    written = batch_sizes.metrics({"runs": runs})
     assert len(written) == 6
-    path = stage_path("batch_sizes", "metrics")
+    path = stage_path("experiment_report@batch_sizes", "metrics")
     shown = dvc_metrics_show(make_project(tmp_path, {path: written}), str(path))
     assert shown[0].split() == ["Path", *sorted(written)], shown
     assert max(map(len, shown)) <= SCREEN_COLUMNS, "\n".join(shown)

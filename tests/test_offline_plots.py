@@ -28,8 +28,10 @@ def test_plots_page_loads_no_script_from_the_network(tmp_path):
     ).stdout.strip()
     # DVC reads a relative template path from the .dvc folder.
     template = tmp_path / ".dvc" / configured
-    subprocess.run([sys.executable, "-m", "pipeline.plots_template", str(template)],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.reporting.plots_template", str(template)],
+        cwd=ROOT, check=True,
+    )
 
     subprocess.run(
         [DVC, "plots", "show"], cwd=tmp_path, capture_output=True, check=True

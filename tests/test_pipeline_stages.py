@@ -11,8 +11,8 @@ import yaml
 from conftest import ROOT, TINY
 from stages import run_stage, stage_path
 
-from pipeline import environment, params
-from pipeline.atomic import atomic_path
+from pipeline.core import environment, params
+from pipeline.core.atomic import atomic_path
 from pipeline.stages import train
 
 
@@ -195,7 +195,7 @@ def test_compare_records_every_step_and_the_probes(workdir, monkeypatch):
 
 
 def test_code_version_names_the_commit_and_marks_changes(workdir):
-    from pipeline.environment import code_version
+    from pipeline.core.environment import code_version
 
     assert code_version() == "not a git checkout"
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]

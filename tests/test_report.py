@@ -10,7 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from stages import run_stage, stage_path
 
-from pipeline.backends import BACKEND_NAMES
+from pipeline.core.backends import BACKEND_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_NOTEBOOK = ROOT / "notebooks/results.ipynb"
@@ -113,7 +113,9 @@ def test_a_parameter_the_notebook_does_not_declare_fails_the_report(
 def test_an_experiment_report_without_results_names_the_stage_to_run(
     workdir, experiment
 ):
-    report = f"{experiment}_report"
-    with pytest.raises(SystemExit, match=rf"is missing: run `dvc repro {experiment}`"):
+    report = f"experiment_report@{experiment}"
+    with pytest.raises(
+        SystemExit, match=rf"is missing: run `dvc repro experiment@{experiment}`"
+    ):
         run_stage(report)
     assert not stage_path(report, "output").with_suffix(".html").exists()

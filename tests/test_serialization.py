@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import zipfile
 
 import keras
 import numpy as np
@@ -87,31 +86,6 @@ def test_cnn_trains_saves_and_loads_on_this_backend(tmp_path, rng, normalization
     model.save(tmp_path / "cnn.keras")
     loaded = keras.saving.load_model(tmp_path / "cnn.keras")
     assert isinstance(loaded, bnk.CNN) and loaded.normalization is normalization
-    np.testing.assert_allclose(
-        loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6
-    )
-
-
-@pytest.mark.parametrize("batch_norm", [True, False])
-def test_cnn_saved_with_the_batch_norm_flag_still_loads(tmp_path, rng, batch_norm):
-    """A file whose config has `batch_norm`, as saved before `normalization`."""
-    model = bnk.CNN(normalization=bnk.BatchNorm if batch_norm else None)
-    x = rng.random((4, 28, 28, 1)).astype("float32")
-    expected = model.predict(x, verbose=0)
-    model.save(tmp_path / "new.keras")
-    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(
-        tmp_path / "old.keras", "w"
-    ) as old:
-        for item in new.infolist():
-            content = new.read(item)
-            if item.filename == "config.json":
-                config = json.loads(content)
-                del config["config"]["normalization"]
-                config["config"]["batch_norm"] = batch_norm
-                content = json.dumps(config)
-            old.writestr(item, content)
-    loaded = keras.saving.load_model(tmp_path / "old.keras")
-    assert loaded.normalization is (bnk.BatchNorm if batch_norm else None)
     np.testing.assert_allclose(
         loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6
     )

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import yaml
 from conftest import BACKENDS, TINY
-from stages import run_stage, stage_args, stage_path
+from stages import experiment_params, run_stage, stage_args, stage_path
 
-from pipeline import environment, mnist, params
-from pipeline.atomic import OutputError, write_json
+from pipeline.core import environment, mnist, params
+from pipeline.core.atomic import OutputError, write_json
 from pipeline.stages import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,3 +203,6 @@ def test_every_section_of_the_committed_params_loads_as_its_type():
     for name, field in type(loaded).model_fields.items():
         section = getattr(loaded, name)
         assert isinstance(section, field.annotation), (name, section)
+    for name in loaded.experiments.registry:
+        section = experiment_params(ROOT / "params.yaml", name)
+        assert type(section).__module__ == f"pipeline.experiments.{name}.params"

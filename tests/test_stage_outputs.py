@@ -1,6 +1,7 @@
-"""pipeline.outputs: a failed stage puts back its outputs from DVC's cache or git, and a
-stage dies with the `dvc repro` that runs it. Real files, a real DVC repository layout
-and real processes; the whole of it under DVC is in test_dvc_pipeline.py."""
+"""pipeline.core.outputs: a failed stage puts back its outputs from DVC's cache or
+git, and a stage dies with the `dvc repro` that runs it. Real files, a real DVC
+repository layout and real processes; the whole of it under DVC is in
+test_dvc_pipeline.py."""
 
 import hashlib
 import os
@@ -14,7 +15,7 @@ import psutil
 import pytest
 import yaml
 
-from pipeline.outputs import keeps_outputs, restore_missing_outputs
+from pipeline.core.outputs import keeps_outputs, restore_missing_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {
@@ -121,7 +122,7 @@ def test_a_succeeding_stage_is_left_alone(repo):
 
 STAGE = """\
 import os, sys, time
-from pipeline.outputs import stops_with_parent
+from pipeline.core.outputs import stops_with_parent
 with stops_with_parent():
     with open(sys.argv[1] + ".tmp", "w") as f:
         f.write(str(os.getpid()))
@@ -164,7 +165,7 @@ def test_a_stage_dies_with_the_dvc_that_runs_it(tmp_path, shell):
 LOSES_ITS_FIRST_SIGTERM = """\
 import sys, time
 from pathlib import Path
-from pipeline.outputs import stops_with_parent
+from pipeline.core.outputs import stops_with_parent
 
 
 class SlowToCollect:

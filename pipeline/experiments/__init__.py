@@ -1,1 +1,3 @@
-"""The experiments the reports show, one module each; the stages run them."""
+"""One folder per experiment: `params.py` (its typed params.yaml section), `run.py`
+(the experiment) and `analysis.py` (the numbers and verdicts its report shows).
+params.yaml's `experiments.names` lists the ones dvc.yaml runs."""

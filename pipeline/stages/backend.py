@@ -9,10 +9,10 @@ restored from DVC's run-cache when it changes back.
 
 from collections.abc import Sequence
 
-from pipeline.atomic import atomic_path
-from pipeline.backends import selected_backend
-from pipeline.cli import stage_paths
-from pipeline.errors import one_line_errors
+from pipeline.core.atomic import atomic_path
+from pipeline.core.backends import selected_backend
+from pipeline.core.cli import stage_paths
+from pipeline.core.errors import one_line_errors
 
 
 @one_line_errors

@@ -1,20 +1,22 @@
-"""Stage `check`: every parameter and the MNIST file, checked before the costly stages.
+"""Stage `check`: the main job's parameters and the MNIST file, checked before the
+costly stages.
 
-DVC deletes a stage's outputs before running its command. `train`, `evaluate`,
-`bn_experiment` and `covariate_shift` cannot keep theirs with `persist: true`, which
-would turn off the run-cache that restores them when the backend is switched back. So
-they depend on this cheap stage: DVC runs it first, and a bad parameter or data file
-stops `dvc repro` here, before it touches their outputs. Its output records what was
-checked; it depends only on the data, not on the backend, so it leaves the run-cache
-keys of the stages after it unchanged across backend switches.
+DVC deletes a stage's outputs before running its command. `train` and `evaluate`
+cannot keep theirs with `persist: true`, which would turn off the run-cache that
+restores them when the backend is switched back. So they depend on this cheap
+stage: DVC runs it first, and a bad parameter or data file stops `dvc repro` here,
+before it touches their outputs. (The experiments keep their outputs, and check their
+own sections.) Its output records what was checked; it depends only on the data,
+not on the backend, so it leaves the run-cache keys of the stages after it unchanged
+across backend switches.
 """
 
 from collections.abc import Sequence
 
-from pipeline import dataset, params
-from pipeline.atomic import write_json
-from pipeline.cli import stage_paths
-from pipeline.errors import one_line_errors
+from pipeline.core import dataset, params
+from pipeline.core.atomic import write_json
+from pipeline.core.cli import stage_paths
+from pipeline.core.errors import one_line_errors
 
 
 @one_line_errors
@@ -23,8 +25,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = params.load()
     x_train, _, x_val, _ = dataset.training_split(paths.mnist, "train", config.train)
     dataset.training_split(paths.mnist, "compare", config.compare)
-    dataset.training_split(paths.mnist, "experiment.cnn", config.experiment.cnn)
-    dataset.training_split(paths.mnist, "covariate_shift", config.covariate_shift)
     x_test, _ = dataset.load_test(paths.mnist)
     write_json(
         paths.output,

@@ -19,16 +19,16 @@ import keras
 import numpy as np
 
 import bnk
-from bnk.cnn import INITIALIZERS
+from bnk.cnn import INITIALIZERS, INPUT_SHAPE
 from bnk.functional import Tensor, moments
-from pipeline import dataset, params
-from pipeline.atomic import write_json
-from pipeline.batches import ShuffledBatches
-from pipeline.cli import stage_paths
-from pipeline.environment import describe
-from pipeline.errors import one_line_errors
-from pipeline.models import compile_classifier, evaluate_classifier
-from pipeline.outputs import stops_with_parent
+from pipeline.core import dataset, params
+from pipeline.core.atomic import write_json
+from pipeline.core.batches import ShuffledBatches
+from pipeline.core.cli import stage_paths
+from pipeline.core.environment import describe
+from pipeline.core.errors import one_line_errors
+from pipeline.core.models import compile_classifier, evaluate_classifier
+from pipeline.core.outputs import stops_with_parent
 
 # Weights small enough to record after the first step (every one but three kernels).
 RECORDED_SIZE = 2048
@@ -37,7 +37,7 @@ RECORDED_SIZE = 2048
 def initial_cnn(seed: int) -> bnk.CNN:
     """bnk.CNN without dropout, at its initial weights drawn from `seed`."""
     model = bnk.CNN(dropout=0.0)
-    model.build((None, 28, 28, 1))
+    model.build((None, *INPUT_SHAPE))
     model.set_weights(initial_weights(model, seed))
     return model
 

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline import dataset, params
-from pipeline.atomic import atomic_paths, json_text
-from pipeline.backends import selected_backend
-from pipeline.cli import stage_paths
-from pipeline.environment import describe
-from pipeline.errors import one_line_errors
-from pipeline.models import evaluate_classifier, load_trained_cnn
-from pipeline.outputs import keeps_outputs
+from pipeline.core import dataset, params
+from pipeline.core.atomic import atomic_paths, json_text
+from pipeline.core.backends import selected_backend
+from pipeline.core.cli import stage_paths
+from pipeline.core.environment import describe
+from pipeline.core.errors import one_line_errors
+from pipeline.core.models import evaluate_classifier, load_trained_cnn
+from pipeline.core.outputs import keeps_outputs
 
 
 @keeps_outputs("evaluate")

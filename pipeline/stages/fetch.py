@@ -1,17 +1,19 @@
 """Stage `fetch`: MNIST into a Keras-layout .npz, and where it came from.
 
-The sources in params.yaml `fetch.sources` are tried in order (pipeline.sources). If
-none works, nothing is created or changed.
+The sources in params.yaml `fetch.sources` are tried in order
+(pipeline.core.sources). If none works, nothing is created or changed.
 """
 
 from collections.abc import Sequence
 
-from pipeline import mnist, params
-from pipeline.atomic import atomic_path, write_json
-from pipeline.cli import stage_paths
-from pipeline.sources import FetchError, fetch
+from pipeline.core import mnist, params
+from pipeline.core.atomic import atomic_path, write_json
+from pipeline.core.cli import stage_paths
+from pipeline.core.errors import one_line_errors
+from pipeline.core.sources import FetchError, fetch
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
     paths = stage_paths(__doc__, argv, "mnist", "provenance")
     try:

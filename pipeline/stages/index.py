@@ -2,17 +2,18 @@
 
 The headline numbers of every report, the backends side by side (each backend's
 `compare` run, read from `<compare>/<backend>.json`), and links to the other reports
+(every experiment of `experiments.registry`, by its title)
 -> `<output>.ipynb` and `.html`. Fails, keeping the previous page, as the report
 stage does.
 """
 
 from collections.abc import Sequence
 
-from pipeline import params
-from pipeline.backends import selected_backend
-from pipeline.cli import stage_paths
-from pipeline.errors import one_line_errors
-from pipeline.render import render_report
+from pipeline.core import params
+from pipeline.core.backends import selected_backend
+from pipeline.core.cli import stage_paths
+from pipeline.core.errors import one_line_errors
+from pipeline.reporting.render import render_report
 
 
 @one_line_errors
@@ -28,9 +29,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "compare",
     )
     backend = selected_backend()
-    backends = params.load().report.backends
+    config = params.load()
+    backends = config.report.backends
     parameters = {
         "backends": list(backends),
+        "experiment_titles": dict(config.experiments.registry),
         "train_run_path": str(paths.train_run),
         "eval_run_path": str(paths.eval_run),
         "experiment_results_path": str(paths.experiment_results),

@@ -9,12 +9,12 @@ report as it was; the failed notebook, its error shown at the top, is
 
 from collections.abc import Sequence
 
-from pipeline import dataset, params
-from pipeline.backends import BACKEND_NAMES, selected_backend
-from pipeline.cli import stage_paths
-from pipeline.errors import one_line_errors
-from pipeline.models import load_trained_cnn
-from pipeline.render import render_report
+from pipeline.core import dataset, params
+from pipeline.core.backends import BACKEND_NAMES, selected_backend
+from pipeline.core.cli import stage_paths
+from pipeline.core.errors import one_line_errors
+from pipeline.core.models import load_trained_cnn
+from pipeline.reporting.render import render_report
 
 # The notebook's parameters: the files it reads, each passed on as `<name>_path`.
 INPUTS = (

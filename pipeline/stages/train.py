@@ -5,7 +5,7 @@ every backend. Resumable: a killed run picks up from its last finished epoch
 (BackupAndRestore, in a folder keyed by the params and backend so a stale backup is
 never resumed).
 The folder is locked while a trainer uses it: the trainer dies with a killed
-`dvc repro` (pipeline.outputs), and should one outlive it, a second trainer refuses
+`dvc repro` (pipeline.core.outputs), and should one outlive it, a second trainer refuses
 to start instead of sharing the folder. A NaN loss stops training before anything
 is written. The outputs are written together, atomically; a failed run puts back
 the previous ones. Besides the headline metrics, the run's record (environment,
@@ -13,7 +13,7 @@ images, time) goes to its own file, which the reports read.
 
 The metrics also say whether TensorFlow's oneDNN was on (`onednn`, 1 or 0; absent
 where TensorFlow kept its own default), the record who chose it and the CPU's flags
-that bear on it (pipeline.environment).
+that bear on it (pipeline.core.environment).
 """
 
 import argparse
@@ -30,12 +30,13 @@ import keras
 import numpy as np
 
 import bnk
-from pipeline import dataset, params
-from pipeline.atomic import atomic_paths, json_text
-from pipeline.backends import selected_backend
-from pipeline.batches import ShuffledBatches
-from pipeline.cli import stage_paths
-from pipeline.devices import (
+from bnk.cnn import INPUT_SHAPE
+from pipeline.core import dataset, params
+from pipeline.core.atomic import atomic_paths, json_text
+from pipeline.core.backends import selected_backend
+from pipeline.core.batches import ShuffledBatches
+from pipeline.core.cli import stage_paths
+from pipeline.core.devices import (
     AverageLogsOverProcesses,
     Replica,
     average_gradients_over_processes,
@@ -43,16 +44,16 @@ from pipeline.devices import (
     data_parallel,
     device_names,
 )
-from pipeline.environment import (
+from pipeline.core.environment import (
     OneDnn,
     code_digest,
     cpu_flags,
     describe,
     onednn_setting,
 )
-from pipeline.errors import PipelineError, one_line_errors
-from pipeline.models import compile_classifier, synchronized_batch_norm
-from pipeline.outputs import keeps_outputs
+from pipeline.core.errors import PipelineError, one_line_errors
+from pipeline.core.models import compile_classifier, synchronized_batch_norm
+from pipeline.core.outputs import keeps_outputs
 
 # What `dvc metrics show` lists: the numbers a reader compares across runs.
 HEADLINE = ("accuracy", "loss", "val_accuracy", "val_loss", "images_per_second")
@@ -75,7 +76,7 @@ def build_model(config: params.Train) -> bnk.CNN:
         epsilon=config.epsilon,
         dropout=config.dropout,
     )
-    model.build((None, 28, 28, 1))  # BackupAndRestore restores into built models
+    model.build((None, *INPUT_SHAPE))  # BackupAndRestore restores into built models
     return compile_classifier(
         model, keras.optimizers.Adam(config.learning_rate), metrics=["accuracy"]
     )
@@ -236,7 +237,7 @@ def fit_and_save(
         **measured,
     }
     # All four written before any replaces its old version: a kill in between
-    # leaves the old set, which the stage then keeps whole (pipeline.outputs).
+    # leaves the old set, which the stage then keeps whole (pipeline.core.outputs).
     outputs = (paths.model, paths.history, paths.metrics, paths.run)
     with atomic_paths(*outputs) as (model_file, history, metrics, run_file):
         model.save(model_file)

@@ -1,0 +1,64 @@
+"""Number formatting and small statistics the experiments' analyses share: pure
+functions, numpy only, so every verdict built on them can be tested without running
+an experiment, Keras or a notebook."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+#: MNIST's digits.
+N_CLASSES = 10
+
+
+def as_array(values: Iterable[float | None]) -> np.ndarray:
+    """A float array of `values`, None (a non-finite value in the JSON) as NaN."""
+    return np.array([np.nan if v is None else v for v in values], float)
+
+
+def percent(x: float | None) -> str:
+    """A fraction as a percentage with two decimals ("98.34%"), "n/a" if not finite."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.2f}%"
+
+
+def decimal(x: float | None) -> str:
+    """A number with three decimals ("0.042"), "n/a" if not finite."""
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3f}"
+
+
+def rate_list(rates: Iterable[float], empty: str = "") -> str:
+    """Learning rates as "0.0005, 0.002"; `empty` when there are none."""
+    return ", ".join(f"{r:g}" for r in rates) or empty
+
+
+def standard_error(accuracy: float, n: int) -> float:
+    """Standard error of an accuracy measured on `n` images (never exactly 0)."""
+    return float(np.sqrt(max(accuracy * (1 - accuracy), 1e-12) / n))
+
+
+def points(difference: float | None) -> str:
+    """A difference of two accuracies in percentage points ("+1.2 points")."""
+    if difference is None or not np.isfinite(difference):
+        return "n/a"
+    return f"{100 * difference:+.1f} points"
+
+
+def noise(details: Mapping[str, Any], accuracy: float) -> float:
+    """Twice the standard error of `accuracy` on `details["test_images"]` test
+    images."""
+    return 2 * standard_error(accuracy, details["test_images"])
+
+
+def csv_columns(columns: Mapping[str, Sequence[float | int | None]]) -> str:
+    """CSV text of equally long `columns`, by name: a plots file `dvc plots show` draws
+    (a missing or non-finite value is an empty cell)."""
+
+    def cell(value: float | int | None) -> str:
+        if value is None or not np.isfinite(value):
+            return ""
+        return str(value) if isinstance(value, int) else f"{value:.6g}"
+
+    rows = [",".join(columns)]
+    for values in zip(*columns.values(), strict=True):
+        rows.append(",".join(map(cell, values)))
+    return "\n".join(rows) + "\n"
