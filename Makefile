@@ -20,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 # vega, vega-lite and vega-embed inline, from the pinned vl-convert-python, so the
 # plots render without the internet.
-$(PLOTS_TEMPLATE): $(STAMP) pipeline/plots_template.py
+$(PLOTS_TEMPLATE): $(STAMP) pipeline/reporting/plots_template.py
 	$(PYTHON) -m pipeline.reporting.plots_template $@
 
 # Two pytest workers: the end-to-end tests mostly wait on their subprocesses, so one

@@ -93,6 +93,134 @@ def test_whole_pipeline_renders_the_report(project):
     assert set(json.loads(status)) <= {"backend"}
 
 
+def test_a_backend_switch_reruns_the_main_job_and_no_experiment(project):
+    """The experiments run on `experiments.backend`, whatever KERAS_BACKEND says:
+    after the whole pipeline has run (the test above), another backend re-runs train
+    and what reads it, and no experiment or experiment report."""
+    first = keras.backend.backend()
+    second = BACKENDS[(BACKENDS.index(first) + 1) % len(BACKENDS)]
+    switched = run(dvc("repro"), project, second).stdout
+    assert "Running stage 'train'" in switched and "Running stage 'index'" in switched
+    assert "Running stage 'experiment" not in switched, switched
+    back = run(dvc("repro"), project, first).stdout
+    assert "Stage 'train' is cached - skipping run, checking out outputs" in back
+    assert "Running stage 'experiment" not in back, back
+    status = run(dvc("status", "--json"), project, first).stdout
+    assert set(json.loads(status)) <= {"backend"}
+
+
+def changed_stages(project):
+    status = run(dvc("status", "--json"), project, keras.backend.backend()).stdout
+    return set(json.loads(status)) - {"backend"}
+
+
+# The first words of notebooks/non_iid.ipynb's heading.
+HEADING = "# Batch normalization on non-i.i.d."
+
+
+def test_editing_one_experiments_notebook_or_analysis_touches_only_its_report(
+    project,
+):
+    """One sentence of one notebook, or one line of one analysis: only that
+    experiment's report stage is out of date, not the experiment, the main job or
+    another report."""
+    notebook = project / "notebooks/non_iid.ipynb"
+    analysis = project / "pipeline/experiments/non_iid/analysis.py"
+    for path, edit in [
+        (notebook, lambda text: text.replace(HEADING, f"{HEADING} (edited)", 1)),
+        (analysis, lambda text: text + "\n# An edited comment.\n"),
+    ]:
+        original = path.read_text()
+        edited = edit(original)
+        assert edited != original, path
+        path.write_text(edited)
+        try:
+            assert changed_stages(project) == {"experiment_report@non_iid"}, path
+        finally:
+            path.write_text(original)
+    assert changed_stages(project) == set()
+
+
+TOY_FILES = {
+    "pipeline/experiments/toy/params.py": """\
+from pipeline.core.params import PositiveInt, Section
+
+
+class Params(Section):
+    value: PositiveInt
+""",
+    "pipeline/experiments/toy/run.py": """\
+def run(params, seed, mnist):
+    return {"squares": [params.value**2, seed**2]}
+""",
+    "pipeline/experiments/toy/analysis.py": """\
+def metrics(details):
+    return {"square": details["squares"][0]}
+
+
+def plots(details):
+    return "n,square\\n" + "".join(
+        f"{n},{square}\\n" for n, square in enumerate(details["squares"])
+    )
+
+
+def sentence(details):
+    return f"The square of {details['params']['value']} is {details['squares'][0]}."
+""",
+}
+
+
+def toy_notebook():
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell("results_path = None")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# A toy experiment"),
+        parameters,
+        nbformat.v4.new_code_cell(
+            "import json\n"
+            "from IPython.display import Markdown, display\n"
+            "from pipeline.experiments.toy import analysis\n"
+            "details = json.loads(open(results_path).read())\n"
+            "display(Markdown(analysis.sentence(details)))"
+        ),
+    ]
+    return nbformat.writes(notebook)
+
+
+def test_a_toy_experiment_registered_the_documented_way_runs(project):
+    """Its folder, its notebook, its params.yaml section and its registry line:
+    `dvc repro` runs it on the experiments' backend and renders its report, metrics
+    and plots file; the index links it."""
+    backend = keras.backend.backend()
+    committed = (project / "params.yaml").read_text()
+    for name, text in TOY_FILES.items():
+        (project / name).parent.mkdir(exist_ok=True)
+        (project / name).write_text(text)
+    (project / "notebooks/toy.ipynb").write_text(toy_notebook())
+    config = yaml.safe_load(committed)
+    config["toy"] = {"value": 7}
+    config["experiments"]["registry"]["toy"] = "a toy experiment"
+    (project / "params.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    output = run(dvc("repro"), project, backend).stdout
+    assert "Running stage 'experiment@toy'" in output
+    assert "Running stage 'experiment_report@toy'" in output
+    assert "Running stage 'experiment@non_iid'" not in output
+    results = json.loads((project / "results/toy.json").read_text())
+    assert results["squares"] == [49, config["seed"] ** 2]
+    assert results["backend"] == backend and results["params"]["value"] == 7
+    assert json.loads((project / "metrics/toy.json").read_text()) == {"square": 49}
+    assert (project / "metrics/toy.csv").read_text().startswith("n,square\n0,49\n")
+    page = (project / "reports/toy.html").read_text()
+    assert "<title>bnk: a toy experiment</title>" in page
+    assert "The square of 7 is 49." in page
+    assert 'href="toy.html"' in (project / "reports/index.html").read_text()
+    assert changed_stages(project) == set()
+
+
 def test_unknown_backend_fails_at_once_naming_it(project):
     result = run(dvc("repro"), project, "theano", check=False)
     assert result.returncode != 0

@@ -6,18 +6,12 @@ results file), so nothing here depends on the Keras backend.
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-from stages import stage_path
 
 from pipeline.experiments.bn_experiment import analysis as findings
 from pipeline.reporting import text as formatting
-
-COMMITTED = Path(__file__).resolve().parents[1] / stage_path(
-    "experiment@bn_experiment", "results"
-)
 
 MLP_STEPS = [0, 100, 200, 300, 400]
 CNN_STEPS = [50, 100, 150, 200]
