@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -206,3 +207,43 @@ def test_every_section_of_the_committed_params_loads_as_its_type():
     for name in loaded.experiments.registry:
         section = experiment_params(ROOT / "params.yaml", name)
         assert type(section).__module__ == f"pipeline.experiments.{name}.params"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.update(bn_experimnet=c.pop("bn_experiment")),
+         "unknown top-level key `bn_experimnet`"),
+        (lambda c: c.pop("non_iid"),
+         "missing section `non_iid` (`experiments.registry` lists it)."),
+        (lambda c: c["experiments"]["registry"].update(nosuch="a title"),
+         "`experiments.registry` lists 'nosuch', but pipeline/experiments/nosuch/"),
+        (lambda c: c["experiments"].update(backend="theano"),
+         "`experiments.backend` must be one of tensorflow, jax, torch, got 'theano'"),
+    ],
+)
+def test_the_registry_and_its_sections_are_checked(tmp_path, change, message):
+    config = json.loads(json.dumps(TINY))
+    change(config)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(params.ParamsError, match=re.escape(message)):
+        params.load(tmp_path / "params.yaml")
+
+
+def test_an_experiment_runs_only_on_the_experiments_backend(workdir, monkeypatch):
+    other = next(b for b in BACKENDS if b != keras.backend.backend())
+    config = json.loads(json.dumps(TINY))
+    config["experiments"]["backend"] = other
+    (workdir / "params.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(
+        SystemExit,
+        match=rf"experiments run on `experiments.backend`={other} \(params.yaml\), "
+        rf"but KERAS_BACKEND is {keras.backend.backend()}",
+    ):
+        run_stage("experiment@non_iid")
+    assert not stage_path("experiment@non_iid", "results").exists()
+
+
+def test_an_unregistered_experiment_is_named(workdir):
+    with pytest.raises(SystemExit, match="no experiment 'toy' in params.yaml's"):
+        run_stage("experiment@non_iid", name="toy")

@@ -1,9 +1,9 @@
 """A stage that fails puts back the outputs DVC deleted, and dies with `dvc repro`.
 
 DVC deletes a stage's outputs before running its command unless they are
-`persist: true`, and persisted outputs turn off the run-cache. `train`, `evaluate`,
-`bn_experiment` and `covariate_shift` need the run-cache (it restores their outputs
-when the backend is switched back), so `check` stops bad parameters and data before
+`persist: true`, and persisted outputs turn off the run-cache. `train` and `evaluate`
+need the run-cache (it restores their outputs when the backend is switched back), so
+`check` stops bad parameters and data before
 DVC reaches them, and `keeps_outputs` covers the rest: a crash, Ctrl-C, SIGTERM, or
 `dvc repro` itself killed. Each output then missing is put back exactly as dvc.lock
 records it, from DVC's cache, or else from git's HEAD, checked against dvc.lock's md5
