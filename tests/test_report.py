@@ -119,3 +119,20 @@ def test_an_experiment_report_without_results_names_the_stage_to_run(
     ):
         run_stage(report)
     assert not stage_path(report, "output").with_suffix(".html").exists()
+
+
+def test_a_notebook_without_a_kernel_fails_in_one_line(workdir):
+    """papermill cannot tell which kernel runs it: one line naming the notebook, and
+    none of the report's outputs written."""
+    results = stage_path("experiment_report@non_iid", "results")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text('{"backend": "jax", "runs": []}')
+    kernelless = workdir / "kernelless.ipynb"
+    parameters = new_code_cell("results_path = None", metadata={"tags": ["parameters"]})
+    nbformat.write(new_notebook(cells=[parameters]), kernelless)
+    with pytest.raises(
+        SystemExit, match=rf"^{kernelless} cannot be run: No kernel name found"
+    ):
+        run_stage("experiment_report@non_iid", notebook=kernelless)
+    for output in ("metrics", "plots"):
+        assert not stage_path("experiment_report@non_iid", output).exists()

@@ -101,7 +101,10 @@ def render(
     `.ipynb` and `.html` stay as they were, and the caller exits non-zero.
     """
     output_stem = Path(output_stem)
-    declared = papermill.inspect_notebook(str(notebook))
+    try:
+        declared = papermill.inspect_notebook(str(notebook))
+    except ValueError as error:  # no kernelspec, or a parameters cell it cannot read
+        raise PipelineError(f"{notebook} cannot be run: {error}") from None
     unknown = sorted(set(parameters) - set(declared))
     if unknown:  # papermill would only log it, and the notebook run on its defaults
         raise ReportError(

@@ -1,7 +1,7 @@
 """What the report of the experiment `covariate_shift` shows: its metrics, its plots
 table and the sentences of `notebooks/covariate_shift.ipynb`.
 
-Each function reads `details`, the dict the stage `covariate_shift` writes as its
+Each function reads `details`, the dict the experiment `covariate_shift` writes as its
 results (keys "steps", "plain", "bn", "noisy_bn", "params", ...; a value that was not
 finite is stored as None), and returns numbers or Markdown. Pure functions of that
 dict, numpy only, so the verdicts can be tested without running the experiment, Keras
