@@ -40,6 +40,7 @@ from matplotlib.ticker import PercentFormatter
 
 from pipeline.core.normalizations import LABELS
 from pipeline.experiments.batch_sizes import analysis
+from pipeline.reporting.figures import show
 from pipeline.reporting.text import percent
 
 with open(results_path) as f:
@@ -94,7 +95,10 @@ ax.set_title("Test error after a fixed number of passes")
 ax.legend(fontsize="small")
 ax.grid(alpha=0.3)
 fig.tight_layout()
-plt.show()
+show(fig, (
+    "Line chart: test error (log scale) against batch size "
+    f"({', '.join(map(str, sizes))}), one line per normalization."
+))
 
 # %% [markdown]
 # Error is 1 − accuracy on the test images, in inference mode: the BN family
@@ -129,7 +133,11 @@ if family:
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    plt.show()
+    show(fig, (
+        "For each of the BN family, test accuracy against batch size with the "
+        "moving statistics, with the statistics of each test batch and with "
+        "recomputed population statistics."
+    ))
 
 # %% [markdown]
 # With batch statistics the test images are normalized as training normalized its

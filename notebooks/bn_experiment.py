@@ -43,6 +43,7 @@ from matplotlib.ticker import (
 )
 
 from pipeline.experiments.bn_experiment import analysis as findings
+from pipeline.reporting.figures import show
 
 with open(results_path) as f:
     m = json.load(f)
@@ -201,7 +202,12 @@ for ax, name, title in (
     )
     ax.grid(alpha=0.3)
 fig.tight_layout()
-plt.show()
+show(fig, (
+    "Figure 1 reproduced: (a) test accuracy against the training step with "
+    "and without BN; (b, c) the 15th, 50th and 85th percentiles of the "
+    "input to one sigmoid of the last hidden layer over training, without "
+    "BN and with BN."
+))
 
 
 # %% [markdown]
@@ -280,7 +286,11 @@ for col, rate in enumerate(rates):
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
 fig.tight_layout()
-plt.show()
+show(fig, (
+    "For each learning rate, the CNN with and without BN: validation "
+    "accuracy (top) and validation loss on a log scale (bottom) against the"
+    " training step."
+))
 
 first = 0
 middle = len(cnn_steps) // 2

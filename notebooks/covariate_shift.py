@@ -50,6 +50,7 @@ from IPython.display import Markdown, display
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from pipeline.experiments.covariate_shift import analysis as findings
+from pipeline.reporting.figures import show
 
 with open(results_path) as f:
     m = json.load(f)
@@ -122,7 +123,11 @@ for ax in (ax_acc, ax_loss):
     step_axis(ax)
     ax.legend(loc="best")
 fig.tight_layout()
-plt.show()
+show(fig, (
+    "Two line charts against the training step, without BN, with BN and "
+    "with noisy BN: (a) validation accuracy, (b) training loss on a log "
+    "scale."
+))
 
 display(Markdown(findings.training_findings(m)))
 
@@ -155,7 +160,12 @@ for ax in (ax_shift, ax_scale):
                   "before)")
     ax.legend(loc="best")
 fig.tight_layout()
-plt.show()
+show(fig, (
+    "Two line charts against the training step, without BN, with BN and "
+    "with noisy BN: (a) how far the per-channel mean of the input of "
+    f"{m['probed_layer']} moved between probes, in standard deviations, (b) "
+    "how much its per-channel spread changed."
+))
 
 display(Markdown(findings.instability_findings(m)))
 
@@ -202,7 +212,11 @@ for ax in axes:
 for ax in axes[1:]:
     ax.set_yscale("log")
 fig.tight_layout()
-plt.show()
+show(fig, (
+    "Three charts against the training step, with and without BN: (a) the "
+    "training-batch loss at points along the gradient, (b) the largest "
+    "change of the gradient along it, (c) the effective beta-smoothness."
+))
 
 display(Markdown(findings.landscape_findings(m)))
 

@@ -42,6 +42,8 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from pipeline.core.backends import BACKEND_NAMES
+from pipeline.reporting import comparison
+from pipeline.reporting.figures import show
 
 train_metrics = json.loads(Path(train_run_path).read_text())
 eval_metrics = json.loads(Path(eval_run_path).read_text())
@@ -102,7 +104,7 @@ display(Markdown(
 ))
 
 # %% [markdown]
-# ## Every backend trains the same network
+# ## Every backend from the same start, on the same batches
 #
 # Stage `compare@<backend>` trains `bnk.CNN` on each backend from the same initial
 # weights (drawn with NumPy), on the same batches in the same order (the project's own
@@ -132,7 +134,8 @@ display(Markdown(
     f"{first['training_images']:,} training images), "
     f"Adam at {first['learning_rate']:g}. "
     "Training time includes a host round trip per step to record each step's loss, so "
-    "images/s here are lower than in the `train` stage."
+    "images/s here are lower than in the `train` stage. "
+    + comparison.late_gap(losses)
 ))
 
 # %%
@@ -188,27 +191,27 @@ if len(backends) > 1:
 for ax in (ax_loss, ax_gap):
     ax.grid(alpha=0.3, which="both")
 plt.tight_layout()
-plt.show()
+show(fig, (
+    "Two charts against the training step: the training loss of each "
+    "backend (log scale), nearly overlapping; and the relative loss "
+    "difference of each pair of backends, per step and as a running mean, "
+    "on log scales."
+))
 
 
 # %% [markdown]
-# ## Why TensorFlow parts from the others first
+# ## Where the backends part
 #
-# From the same start on the same batches, JAX and PyTorch follow each other closely for
-# the first steps while TensorFlow departs sooner. The first steps tell where:
+# From the same start on the same batches, the backends' losses agree to the last
+# digits float32 keeps for the first steps, then part. The first steps tell which pair
+# parts when:
 
 # %%
-def first_step_above(a, b, threshold):
-    gap = np.abs(losses[a] - losses[b]) / np.abs(losses[b])
-    above = np.flatnonzero(gap > threshold)
-    return int(above[0]) + 1 if len(above) else None
-
-
 early = min(10, len(steps))
 rows = []
 for a, b in itertools.combinations(backends, 2):
     gap = np.abs(losses[a][:early] - losses[b][:early]) / np.abs(losses[b][:early])
-    step = first_step_above(a, b, 1e-5)
+    step = comparison.first_step_above(losses[a], losses[b], comparison.TOGETHER)
     rows.append(
         [
             f"{BACKEND_NAMES[a]} vs {BACKEND_NAMES[b]}",
@@ -218,7 +221,8 @@ for a, b in itertools.combinations(backends, 2):
         ]
     )
 table(rows, ["pair", "relative loss gap, step 1", f"largest in the first {early} steps",
-             "first step above 1e-5"])
+             f"first step above {comparison.TOGETHER:.0e}"])
+display(Markdown(comparison.parting(losses)))
 
 errors = {b: run["batch_mean_error"] for b, run in runs.items()}
 table(
@@ -277,17 +281,8 @@ table(
 )
 learning_rate = first["learning_rate"]
 display(Markdown(
-    "Adam's first step moves every weight by about the learning rate "
-    f"({learning_rate:g}) in the direction of its gradient's sign, however small the "
-    "gradient. A gradient "
-    "that is zero in exact arithmetic (the convolution biases: the batch mean that BN "
-    "subtracts cancels them) is pure round-off, and its sign differs between "
-    "backends, so those biases differ by up to twice the learning rate after one step "
-    "on every pair of backends; they cannot change the output, since BN removes them "
-    "again. Where TensorFlow's summed gradients differ in sign from the others' in "
-    "other weights, the same amplification turns round-off into a whole step, and the "
-    "trajectories part: the gap grows step by step, while every curve keeps the same "
-    f"course. After {first['steps']:,} steps the test accuracies span "
+    comparison.first_step(after, learning_rate)
+    + f" After {first['steps']:,} steps the test accuracies span "
     f"{min(run['test_accuracy'] for run in runs.values()):.4f} to "
     f"{max(run['test_accuracy'] for run in runs.values()):.4f} (table above); with one "
     "run per backend, whether such a spread is more than the noise of one training run "

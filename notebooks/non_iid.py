@@ -42,6 +42,7 @@ from matplotlib.ticker import PercentFormatter
 
 from pipeline.core.normalizations import LABELS
 from pipeline.experiments.non_iid import analysis
+from pipeline.reporting.figures import show
 from pipeline.reporting.text import percent
 
 with open(results_path) as f:
@@ -94,7 +95,10 @@ ax.set_title("Trained on shuffled vs few-class batches")
 ax.legend(loc="lower right", title="trained on", fontsize="small")
 ax.grid(alpha=0.3, axis="y")
 fig.tight_layout()
-plt.show()
+show(fig, (
+    "Bar chart: test accuracy of each normalization after training on "
+    "shuffled batches and after training on few-class batches."
+))
 
 # %% [markdown]
 # ## The BN family after non-i.i.d. training, by the statistics it normalizes with
@@ -123,7 +127,11 @@ if family:
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    plt.show()
+    show(fig, (
+        "Bar chart: for the BN family trained on few-class batches, test "
+        "accuracy with the moving statistics, with the statistics of shuffled "
+        "test batches and with the statistics of few-class test batches."
+    ))
 
 # %%
 rows = ["| normalization | trained on | test accuracy | shuffled test batches "

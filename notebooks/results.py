@@ -56,6 +56,7 @@ from matplotlib.ticker import MaxNLocator
 import bnk
 from pipeline.core import dataset, models, params
 from pipeline.core.environment import describe
+from pipeline.reporting.figures import show
 
 here = describe()
 backend = here["backend"]
@@ -119,7 +120,10 @@ ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 ax.grid(alpha=0.3, which="both")
 ax.legend()
 plt.tight_layout()
-plt.show()
+show(fig, (
+    f"Line chart: the training loss at every step of {backend}'s own "
+    "training run (log scale)."
+))
 table(
     [
         ["test accuracy", f"{own['test_accuracy']:.4f}"],
@@ -164,7 +168,10 @@ for ax in (ax_loss, ax_acc):
     ax.grid(alpha=0.3)
     ax.legend()
 plt.tight_layout()
-plt.show()
+show(fig, (
+    "Two line charts against the epoch: training and validation loss, "
+    "training and validation accuracy of the main model."
+))
 print(
     f"{train_metrics['training_images']:,} training images, "
     f"{train_metrics['epochs']} epochs, "
@@ -207,7 +214,10 @@ ax.set(
     ylabel="true digit",
     title="Confusion matrix (test set, colour on a log scale)",
 )
-plt.show()
+show(fig, (
+    "Confusion matrix of the main model on the test set: true digit against"
+    " predicted digit, colour on a log scale."
+))
 
 # %% [markdown]
 # ### The main model under this backend
@@ -263,7 +273,10 @@ for ax, index in zip(axes.flat, shown, strict=False):
 plt.suptitle(f"{len(wrong)} of {len(y_test)} test images misclassified; "
              f"the first {len(wrong[:16])} of them in red, then correct ones")
 plt.tight_layout()
-plt.show()
+show(fig, (
+    "A grid of misclassified test images, each titled with its predicted "
+    "and true digit."
+))
 
 # %% [markdown]
 # ### Batch normalization, layer by layer
@@ -286,7 +299,10 @@ for row, layer in zip(axes, batch_norms, strict=True):
         ax.set(title=f"{layer.name}: {name}", xlabel="channel", ylabel=name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 plt.tight_layout()
-plt.show()
+show(fig, (
+    "Bar charts per BN layer and channel: the moving mean, the moving "
+    "variance, gamma and beta."
+))
 table(
     [
         [

@@ -1,5 +1,5 @@
 """The numbers and sentences of the covariate-shift report
-(`pipeline.experiments.covariate_shift_findings`): each measure against a hand-made
+(`pipeline.experiments.covariate_shift.analysis`): each measure against a hand-made
 case, each verdict flipping when the numbers behind it do.
 
 Plain numpy on small hand-made `details` dicts (the structure of the stage's results
@@ -98,7 +98,7 @@ def test_landscape_measures_by_hand():
     assert f.loss_spread(probe(1.0, [1.2, 1.4], [0, 0])) == pytest.approx(0.4)
 
 
-def test_headline_holds_the_accuracies_the_shift_and_the_spreads():
+def test_headline_holds_the_accuracies_the_shift_and_the_landscape_verdict():
     details = make_details()
     headline = f.metrics(details)
     assert headline == {
@@ -106,10 +106,18 @@ def test_headline_holds_the_accuracies_the_shift_and_the_spreads():
         "bn_accuracy": 0.97,
         "noisy_bn_accuracy": 0.965,
         "noisy_bn_input_shift": pytest.approx(1.0),
-        # step 0 left out
-        "bn_loss_spread": pytest.approx(0.1),
-        "plain_loss_spread": pytest.approx(2.5),
+        # BN's landscape the smoother by all three measures, at every probe
+        "bn_smoother_measures": 3,
     }
+    # Smaller loss spread and gradient change with BN, worse β-smoothness: the metric
+    # counts every measure, not only the favourable one.
+    short = [SMOOTH[0]] + [
+        probe(0.5, [0.45, 0.4], [0.1, 0.2], gradient_norm=0.01) for _ in STEPS[1:]
+    ]
+    assert f.metrics(make_details(bn_landscape=short))["bn_smoother_measures"] == 2
+    assert f.metrics(make_details(bn_landscape=ROUGH, plain_landscape=SMOOTH))[
+        "bn_smoother_measures"
+    ] == 0
 
 
 def test_noisy_bn_level_with_bn_and_ahead_of_plain_agrees_with_the_paper():
@@ -153,12 +161,19 @@ def test_instability_verdict_follows_the_shift():
     unstable = f.instability_findings(make_details())
     assert "by far the most, as in the paper" in unstable
     assert "1.000 standard deviations with noisy BN" in unstable
+    # Shifts 1.0 (noisy BN), 0.1 (without BN) and 0.02 (with BN): each ratio is
+    # named with the variant it divides by.
+    assert (
+        "move 10 times as much as the less stable of the other two (without BN) and "
+        "50 times as much as the more stable (with BN)"
+    ) in unstable
     stable = f.instability_findings(make_details(noisy_drift=0.05))
     assert "Unlike in the paper" in stable
 
 
 def test_landscape_verdict_follows_the_measures():
     smooth = f.landscape_findings(make_details())
+    assert "By all three measures BN's landscape is the smoother one" in smooth
     assert "as in the paper (its Figure 4)" in smooth
     assert "smaller with BN at 3 of 3 probes" in smooth
     assert "BN's gradients were 2.0 times as long (median), so its points lie " \
@@ -174,7 +189,25 @@ def test_landscape_verdict_follows_the_measures():
     assert "Unlike the paper's Figure 4" in rough
     mixed_bn = [SMOOTH[0]] + [probe(0.5, [0.45, 0.4], [2.0, 5.0]) for _ in STEPS[1:]]
     mixed = f.landscape_findings(make_details(bn_landscape=mixed_bn))
-    assert "The two measures disagree" in mixed
+    assert (
+        "The measures disagree: BN's landscape is the smoother one at most probes by "
+        "the loss's spread and the β-smoothness, but not by the gradient's change"
+    ) in mixed
+
+
+def test_a_smaller_gradient_change_with_a_worse_smoothness_is_no_smoother_landscape():
+    """The loss and the gradient change less with BN, but per unit of parameter
+    change the gradient changes more (a gradient 50 times shorter than without BN):
+    not the paper's smoother landscape."""
+    short = [SMOOTH[0]] + [
+        probe(0.5, [0.45, 0.4], [0.1, 0.2], gradient_norm=0.01) for _ in STEPS[1:]
+    ]
+    text = f.landscape_findings(make_details(bn_landscape=short))
+    assert "as in the paper" not in text
+    assert "(smaller with BN at 0 of 3)." in text
+    assert (
+        "by the loss's spread and the gradient's change, but not by the β-smoothness"
+    ) in text
 
 
 def test_a_plain_network_on_its_plateau_is_flagged():

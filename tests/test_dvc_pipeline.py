@@ -7,6 +7,7 @@ one (so the three runs together cover every backend and every switch), then back
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +26,8 @@ from conftest import (
 )
 from dvc_project import dvc, run, scratch_project
 from stages import stage_path
+
+from pipeline.core.backends import BACKEND_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +84,15 @@ def test_whole_pipeline_renders_the_report(project):
     assert compared["steps"] == 3
     index = (project / stage_path("index", "output")).with_suffix(".html").read_text()
     assert "<title>bnk: results on every backend</title>" in index
+    # Every page reads offline and leads back to the index.
+    for page in (project / "reports").glob("*.html"):
+        html = page.read_text()
+        assert not re.search(r'<(script|link)[^>]+(src|href)="https?://', html), page
+        assert 'href="index.html"' in html and "Rendered from commit " in html, page
+        # Every figure described for a reader who cannot see it.
+        assert "<img" in html, page
+        assert "No description has been provided" not in html, page
+        assert 'alt=""' not in html, page
     assert f'href="{backend}.html"' in index and 'href="bn_experiment.html"' in index
     for stage in ("experiment_report@batch_sizes", "experiment_report@non_iid"):
         report = (project / stage_path(stage, "output")).with_suffix(".html")
@@ -224,8 +236,16 @@ def test_a_toy_experiment_registered_the_documented_way_runs(tmp_path):
     assert json.loads((project / "metrics/toy.json").read_text()) == {"square": 49}
     assert (project / "metrics/toy.csv").read_text().startswith("n,square\n0,49\n")
     page = (project / "reports/toy.html").read_text()
-    assert "<title>bnk: a toy experiment</title>" in page
+    assert f"<title>bnk: a toy experiment ({BACKEND_NAMES[backend]})</title>" in page
     assert "The square of 7 is 49." in page
+    # The page stands alone: nothing from the network, a way back to the index and
+    # on to the other experiments, the commit it was rendered from.
+    assert not re.search(r'<(script|link)[^>]+(src|href)="https?://', page)
+    assert 'href="index.html"' in page and 'href="non_iid.html"' in page
+    assert 'href="../benchmarks/results.md"' in page
+    commit = run(["git", "rev-parse", "--short=10", "HEAD"], project, backend).stdout
+    # ... marked: the toy's own files are not committed.
+    assert f"Rendered from commit {commit.strip()} plus uncommitted changes" in page
     status = run(dvc("status", "--json", "experiment_report@toy"), project, backend)
     assert json.loads(status.stdout) == {}
 

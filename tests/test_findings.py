@@ -250,6 +250,8 @@ def test_a_steady_bn_input_against_a_drifting_plain_one_is_as_in_the_paper():
     )
     assert "γ went from 1.12 to 1.50 and its β from -0.05 to -0.20" in text
     assert "not frozen" not in text
+    conclusion = findings.figure1_findings(make_details())[-1]
+    assert conclusion.startswith("This shows that BN reduces the drift")
 
 
 def test_a_bn_input_drifting_like_the_plain_one_is_unlike_the_paper():
@@ -264,6 +266,10 @@ def test_a_bn_input_drifting_like_the_plain_one_is_unlike_the_paper():
     assert " So the BN input is not frozen: its 15th–85th band went from 1.00 to " in (
         text
     )
+    # No conclusion the numbers above contradict.
+    lines = findings.figure1_findings(details)
+    assert not any("This shows that BN reduces the drift" in line for line in lines)
+    assert lines[-1].startswith("So this run does not show BN reducing the drift")
 
 
 def test_a_bn_input_moving_more_than_half_as_much_is_not_steadier():

@@ -136,3 +136,17 @@ def test_a_notebook_without_a_kernel_fails_in_one_line(workdir):
         run_stage("experiment_report@non_iid", notebook=kernelless)
     for output in ("metrics", "plots"):
         assert not stage_path("experiment_report@non_iid", output).exists()
+
+
+def test_a_figure_without_a_description_is_refused():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.reporting.figures import show
+
+    figure, _ = plt.subplots()
+    with pytest.raises(ValueError, match="a figure needs a description"):
+        show(figure, " ")
+    plt.close(figure)

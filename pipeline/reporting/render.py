@@ -11,11 +11,12 @@ their targets and replace them together only when both are complete. A failed ru
 notebook goes to `<stem>.failed.ipynb` instead, for debugging.
 """
 
+import datetime
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nbconvert
@@ -23,9 +24,14 @@ import nbformat
 import papermill
 
 from pipeline.core.atomic import atomic_paths
+from pipeline.core.environment import code_version
 from pipeline.core.errors import PipelineError
 
 KERNEL_NAME = "bnk-project-python"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+#: A link in a report's bar: (text, address relative to reports/).
+Link = tuple[str, str]
+BENCHMARKS_LINK: Link = ("Benchmarks", "../benchmarks/results.md")
 
 
 class ReportError(PipelineError, RuntimeError):
@@ -68,14 +74,29 @@ def check_outputs(notebook: nbformat.NotebookNode) -> None:
                 )
 
 
-def to_html(notebook_path: Path, html_path: Path, title: str) -> None:
-    """Render without code cells, so the page reads as a report."""
+def to_html(
+    notebook_path: Path, html_path: Path, title: str, links: Sequence[Link] = ()
+) -> None:
+    """Render without code cells, so the page reads as a report, with the project's
+    template (templates/bnk): nothing loaded from the network, and a bar with the
+    commit and date it was rendered from and links to the index, `links` and the
+    benchmarks."""
     exporter = nbconvert.HTMLExporter(
-        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+        template_name="bnk",
+        extra_template_basedirs=[str(TEMPLATES)],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
     )
     notebook = nbformat.read(notebook_path, as_version=4)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    page = {
+        "links": [("All results", "index.html"), *links, BENCHMARKS_LINK],
+        "commit": code_version(),
+        "date": now.strftime("%Y-%m-%d %H:%M UTC"),
+    }
     body, _ = exporter.from_notebook_node(
-        notebook, resources={"metadata": {"name": title}}
+        notebook, resources={"metadata": {"name": title}, "bnk": page}
     )
     Path(html_path).write_text(body)
 
@@ -91,9 +112,11 @@ def render(
     backend: str,
     title: str,
     also: Mapping[Path, str] | None = None,
+    links: Sequence[Link] = (),
 ) -> None:
-    """Run `notebook` under `backend` into `<output_stem>.ipynb` and `.html`, and
-    write `also`'s texts to its paths: all replace their targets together.
+    """Run `notebook` under `backend` into `<output_stem>.ipynb` and `.html` (its
+    bar linking `links` too: see `to_html`), and write `also`'s texts to its paths:
+    all replace their targets together.
 
     On a failing cell papermill still writes the executed notebook (error cell at the
     top) and raises; so does `check_outputs` on a cell that wrote to stderr
@@ -145,7 +168,7 @@ def render(
                 del os.environ["JUPYTER_PATH"]
             else:
                 os.environ["JUPYTER_PATH"] = jupyter_path
-        to_html(executed, html, title)
+        to_html(executed, html, title, links)
         for other, text in zip(others, also.values(), strict=True):
             other.write_text(text)
 
@@ -157,10 +180,11 @@ def render_report(
     backend: str,
     title: str,
     also: Mapping[Path, str] | None = None,
+    links: Sequence[Link] = (),
 ) -> None:
     """`render`, its failure turned into a ReportError that says where to look."""
     try:
-        render(notebook, output_stem, parameters, backend, title, also)
+        render(notebook, output_stem, parameters, backend, title, also, links)
     except (papermill.PapermillExecutionError, ReportError) as error:
         reason = (
             f"{error.ename}: {error.evalue}"

@@ -48,7 +48,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         **{f"{name}_path": str(getattr(paths, name)) for name in INPUTS},
     }
     title = f"bnk results under {BACKEND_NAMES[backend]}"
-    render_report(paths.notebook, paths.output, parameters, backend, title)
+    others = [
+        (f"Results under {BACKEND_NAMES[b]}", f"{b}.html")
+        for b in config.report.backends
+        if b != backend
+    ]
+    render_report(
+        paths.notebook, paths.output, parameters, backend, title, links=others
+    )
 
 
 if __name__ == "__main__":
