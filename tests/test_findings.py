@@ -260,7 +260,8 @@ def test_a_bn_input_drifting_like_the_plain_one_is_unlike_the_paper():
     text = line_starting(findings.figure1_findings(details), "**Figures 1b/1c")
     assert text.startswith(
         "**Figures 1b/1c.** Unlike the paper, the BN network's sigmoid input moves "
-        "about as much as the plain one's (largest percentile movement 3.00 vs 3.00)."
+        "more than half as much as the plain one's (largest percentile movement 3.00 "
+        "vs 3.00)."
     )
     # its band widened from 1 to 4: more than a quarter
     assert " So the BN input is not frozen: its 15th–85th band went from 1.00 to " in (
@@ -280,7 +281,8 @@ def test_a_bn_input_moving_more_than_half_as_much_is_not_steadier():
     )
     assert text.startswith(
         "**Figures 1b/1c.** Unlike the paper, the BN network's sigmoid input moves "
-        "about as much as the plain one's (largest percentile movement 1.80 vs 3.00)."
+        "more than half as much as the plain one's (largest percentile movement 1.80 "
+        "vs 3.00)."
     )
 
 

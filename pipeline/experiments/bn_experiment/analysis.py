@@ -184,8 +184,8 @@ def figure1bc_findings(details: Details) -> list[str]:
     else:
         text = (
             f"**Figures 1b/1c.** Unlike the paper, the BN network's sigmoid input "
-            f"moves about as much as the plain one's (largest percentile movement "
-            f"{d_bn.all_range:.2f} vs {d_plain.all_range:.2f}). "
+            "moves more than half as much as the plain one's (largest percentile "
+            f"movement {d_bn.all_range:.2f} vs {d_plain.all_range:.2f}). "
         )
     text += (
         f"With BN the steadiness is largely by construction: within a batch the input "
