@@ -121,12 +121,30 @@ ax_loss.set_yscale("log")
 ax_loss.set_title("(b) training cross-entropy loss (log scale)")
 for ax in (ax_acc, ax_loss):
     step_axis(ax)
-    ax.legend(loc="best")
+ax_acc.legend(loc="lower right")  # below the inset
+ax_loss.legend(loc="best")
+# On a 0-100% axis the last half-points the text compares are invisible: the second
+# half of training again, on an axis fitted to it.
+late = steps >= steps[len(steps) // 2]
+late_values = np.concatenate(
+    [findings.as_array(m[v]["val_accuracy"])[late] for v in labels]
+)
+zoom = ax_acc.inset_axes([0.42, 0.3, 0.55, 0.45])
+for variant in labels:
+    color, style = styles[variant]
+    zoom.plot(steps[late], findings.as_array(m[variant]["val_accuracy"])[late], style,
+              color=color)
+low, high = np.nanmin(late_values), np.nanmax(late_values)
+zoom.set_ylim(low - 0.1 * (high - low + 1e-3), high + 0.1 * (high - low + 1e-3))
+zoom.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+zoom.set_title("second half, zoomed", fontsize="small")
+zoom.tick_params(labelsize="small")
+zoom.grid(alpha=0.3)
 fig.tight_layout()
 show(fig, (
     "Two line charts against the training step, without BN, with BN and "
-    "with noisy BN: (a) validation accuracy, (b) training loss on a log "
-    "scale."
+    "with noisy BN: (a) validation accuracy, with the second half of "
+    "training zoomed in an inset; (b) training loss on a log scale."
 ))
 
 display(Markdown(findings.training_findings(m)))
@@ -181,7 +199,8 @@ display(Markdown(findings.instability_findings(m)))
 # %%
 bn = findings.landscape_series(m, "bn")
 plain = findings.landscape_series(m, "plain")
-fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+# One above the other: three side by side shrink to unreadable on a page.
+fig, axes = plt.subplots(3, 1, figsize=(9, 11))
 for series, variant in ((plain, "plain"), (bn, "bn")):
     color, style = styles[variant]
     probes = m[variant]["landscape"]

@@ -92,7 +92,9 @@ ax.set_ylabel("test accuracy (inference mode)")
 ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
 ax.set_ylim(0, 1.08)
 ax.set_title("Trained on shuffled vs few-class batches")
-ax.legend(loc="lower right", title="trained on", fontsize="small")
+# Beside the axes, not over the bars.
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="trained on",
+          fontsize="small")
 ax.grid(alpha=0.3, axis="y")
 fig.tight_layout()
 show(fig, (
@@ -124,7 +126,7 @@ if family:
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_ylim(0, 1.08)
     ax.set_title("Normalized with ...")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     show(fig, (
