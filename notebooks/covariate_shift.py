@@ -129,17 +129,18 @@ late = steps >= steps[len(steps) // 2]
 late_values = np.concatenate(
     [findings.as_array(m[v]["val_accuracy"])[late] for v in labels]
 )
-zoom = ax_acc.inset_axes([0.42, 0.3, 0.55, 0.45])
-for variant in labels:
-    color, style = styles[variant]
-    zoom.plot(steps[late], findings.as_array(m[variant]["val_accuracy"])[late], style,
-              color=color)
-low, high = np.nanmin(late_values), np.nanmax(late_values)
-zoom.set_ylim(low - 0.1 * (high - low + 1e-3), high + 0.1 * (high - low + 1e-3))
-zoom.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
-zoom.set_title("second half, zoomed", fontsize="small")
-zoom.tick_params(labelsize="small")
-zoom.grid(alpha=0.3)
+if np.isfinite(late_values).any():  # a run that diverged throughout has nothing
+    zoom = ax_acc.inset_axes([0.42, 0.3, 0.55, 0.45])
+    for variant in labels:
+        color, style = styles[variant]
+        zoom.plot(steps[late], findings.as_array(m[variant]["val_accuracy"])[late],
+                  style, color=color)
+    low, high = np.nanmin(late_values), np.nanmax(late_values)
+    zoom.set_ylim(low - 0.1 * (high - low + 1e-3), high + 0.1 * (high - low + 1e-3))
+    zoom.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    zoom.set_title("second half, zoomed", fontsize="small")
+    zoom.tick_params(labelsize="small")
+    zoom.grid(alpha=0.3)
 fig.tight_layout()
 show(fig, (
     "Two line charts against the training step, without BN, with BN and "
