@@ -125,7 +125,7 @@ def metrics(details: Details) -> dict[str, float | None]:
     three measures of the landscape (MEASURES) BN's is the smoother at most probes
     (the report's verdict: 3 as in the paper, 0 unlike it)."""
     noisy = details["noisy_bn"]
-    smaller, probes = smaller_with_bn(details)
+    smaller, probes = smaller_with_bn(later_landscape(details))
     return {
         **{
             f"{variant}_accuracy": final_accuracy(details, variant)
@@ -138,13 +138,19 @@ def metrics(details: Details) -> dict[str, float | None]:
     }
 
 
-def smaller_with_bn(details: Details) -> tuple[dict[str, int], int]:
-    """Per measure of MEASURES, at how many of the probes after step 0 BN's value is
-    the smaller (a NaN never is); and how many probes there are."""
-    later = {
+def later_landscape(details: Details) -> dict[str, dict[str, np.ndarray]]:
+    """`landscape_series` of BN and of the plain network, the probes after step 0."""
+    return {
         v: {k: after_start(a) for k, a in landscape_series(details, v).items()}
         for v in ("bn", "plain")
     }
+
+
+def smaller_with_bn(
+    later: Mapping[str, Mapping[str, np.ndarray]],
+) -> tuple[dict[str, int], int]:
+    """Per measure of MEASURES, at how many probes of `later` (`later_landscape`)
+    BN's value is the smaller (a NaN never is); and how many probes there are."""
     smaller = {
         measure: int(np.sum(later["bn"][measure] < later["plain"][measure]))
         for measure in MEASURES
@@ -315,10 +321,9 @@ def instability_findings(details: Details) -> str:
 def landscape_findings(details: Details) -> str:
     """Claim (b): with BN the loss and the gradient change less along the gradient."""
     step_sizes = details["params"]["step_sizes"]
-    series = {v: landscape_series(details, v) for v in ("bn", "plain")}
-    later = {v: {k: after_start(a) for k, a in s.items()} for v, s in series.items()}
+    later = later_landscape(details)
     med = {v: {k: median(a) for k, a in s.items()} for v, s in later.items()}
-    smaller, probes = smaller_with_bn(details)
+    smaller, probes = smaller_with_bn(later)
     text = (
         f"**Loss landscape.** Moving along the gradient by {step_sizes[0]:g} to "
         f"{step_sizes[-1]:g} times it, at each of the {probes} probes after step 0: "
@@ -367,8 +372,10 @@ def landscape_findings(details: Details) -> str:
         )
     plateau = [
         step
-        for step, loss in zip(details["steps"], series["plain"]["loss"], strict=True)
-        if abs(loss - np.log(N_CLASSES)) < PLATEAU_MARGIN
+        for step, probe in zip(details["steps"], details["plain"]["landscape"],
+                               strict=True)
+        if probe["loss"] is not None  # not finite: no plateau
+        and abs(probe["loss"] - np.log(N_CLASSES)) < PLATEAU_MARGIN
     ]
     if plateau:
         text += (
