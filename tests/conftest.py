@@ -38,12 +38,13 @@ def tiny_params():
     config = yaml.safe_load((ROOT / "params.yaml").read_text())
     config["seed"] = 3
     config["train"].update(epochs=2, batch_size=32, learning_rate=1e-3, limit=None,
-                           validation=64)
+                           validation=64, statistics_batches=2)
+    config["seeds"]["seeds"] = [3, 4]
     config["evaluate"]["batch_size"] = 50
-    config["compare"].update(epochs=1, batch_size=16, learning_rate=1e-3, validation=64,
-                             limit=40)
+    config["compare"].update(seeds=[3, 4], epochs=1, batch_size=16, learning_rate=1e-3,
+                             validation=64, limit=40)
     config["report"] = {"backends": [keras.backend.backend()], "inference_batch": 50}
-    config["experiments"]["backend"] = keras.backend.backend()
+    config["experiments"].update(backend=keras.backend.backend(), seeds=[3, 4])
     config["bn_experiment"]["mlp"].update(steps=20, eval_every=10, batch_size=12,
                                           unit=3)
     config["bn_experiment"]["cnn"].update(steps=4, eval_every=2, batch_size=8,

@@ -15,6 +15,7 @@ from synthetic_project import write_project
 import bnk
 from pipeline.core import normalizations, params
 from pipeline.core.batches import FewClassBatches
+from pipeline.core.runs import statistics_batches
 from pipeline.experiments.batch_sizes import analysis as batch_sizes_analysis
 from pipeline.experiments.batch_sizes import run as batch_sizes
 from pipeline.experiments.non_iid import analysis as non_iid_analysis
@@ -147,11 +148,11 @@ def test_accuracy_with_batch_statistics_puts_the_moving_statistics_back(rng):
 
 def test_statistics_batches_are_of_the_training_size_and_one_pass_at_most():
     x, y = np.arange(40)[:, None], np.arange(40)
-    batches = batch_sizes.statistics_batches((x, y), 8, 100, seed=0)
+    batches = statistics_batches(x, y, 8, 100, seed=0)
     assert len(batches) == 5 and all(len(bx) == 8 for bx, _ in batches)
     seen = np.concatenate([bx[:, 0] for bx, _ in batches])
     assert sorted(seen) == list(range(40))
-    assert len(batch_sizes.statistics_batches((x, y), 8, 2, seed=0)) == 2
+    assert len(statistics_batches(x, y, 8, 2, seed=0)) == 2
 
 
 def test_population_accuracy_uses_recomputed_statistics(rng):
@@ -159,7 +160,7 @@ def test_population_accuracy_uses_recomputed_statistics(rng):
     x = rng.random((16, 28, 28, 1)).astype("float32")
     y = rng.integers(0, 10, 16)
     model(x)
-    population = batch_sizes.statistics_batches((x, y), 4, 4, seed=0)
+    population = statistics_batches(x, y, 4, 4, seed=0)
     measured = batch_sizes.accuracies(model, "batch_norm", 4, (x, y), population)
     # The moving statistics now are the recomputed ones, no longer the initial 0 and 1.
     layer = model.blocks[0][1]

@@ -39,6 +39,9 @@ PARAMS_FILE = Path("params.yaml")
 FETCH_SOURCES = tuple(SOURCES)
 TEST_IMAGES = 10_000
 # Where the registered experiments live, one folder each.
+#: The main model's inference statistics: the moving averages training keeps, or
+#: population statistics recomputed after training (bnk.recompute_statistics).
+STATISTICS = ("moving", "recomputed")
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 
 
@@ -152,6 +155,17 @@ BatchSizeList = Annotated[
         tuple,
     ),
 ]
+Seeds = Annotated[
+    tuple[int, ...],
+    rule(
+        lambda v: isinstance(v, list)
+        and v != []
+        and all(integer(s) and s >= 0 for s in v)
+        and len(set(v)) == len(v),
+        "a non-empty list of distinct integers >= 0",
+        tuple,
+    ),
+]
 NonNegativeFloat = Annotated[
     float, rule(lambda v: number(v) and v >= 0, "a number >= 0", float)
 ]
@@ -237,6 +251,11 @@ class Train(Section):
     epsilon: PositiveFloat
     dropout: Fraction
     devices: PositiveInt
+    statistics: Annotated[
+        str,
+        rule(lambda v: v in STATISTICS, f"one of {', '.join(STATISTICS)}"),
+    ]
+    statistics_batches: PositiveInt
 
     @model_validator(mode="after")
     def _fits_the_data(self) -> Train:
@@ -254,6 +273,7 @@ class Evaluate(Section):
 
 
 class Compare(Section):
+    seeds: Seeds
     epochs: PositiveInt
     batch_size: PositiveInt
     learning_rate: PositiveFloat
@@ -276,6 +296,7 @@ class Experiments(Section):
     dvc.yaml runs, each with its report's title."""
 
     backend: Backend
+    seeds: Seeds
     registry: Registry
 
     @model_validator(mode="after")
@@ -287,6 +308,10 @@ class Experiments(Section):
                     f"pipeline/experiments/{name}/run.py does not exist."
                 )
         return self
+
+
+class SeedRuns(Section):
+    seeds: Seeds
 
 
 class Params(Section):
@@ -302,6 +327,7 @@ class Params(Section):
     evaluate: Evaluate
     compare: Compare
     report: Report
+    seeds: SeedRuns
     experiments: Experiments
 
     @model_validator(mode="after")

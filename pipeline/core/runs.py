@@ -58,6 +58,15 @@ def training_batches(
     return ShuffledBatches(x, y, batch_size, seed)
 
 
+def statistics_batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, count: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first `count` training batches of `batch_size` of a shuffle other than
+    training's (at most one pass), for bnk.recompute_statistics."""
+    batches = training_batches(x, y, batch_size, seed + 1)
+    return [batches[i] for i in range(min(count, batches.batches_per_pass))]
+
+
 def compiled_cnn(
     normalization: str,
     normalizers: Normalizers,

@@ -4,10 +4,11 @@ Run once per backend in `report.backends` (KERAS_BACKEND set by dvc.yaml), from 
 same initial weights, drawn with NumPy rather than the backend's own generator, on the
 same batches in the same order (`ShuffledBatches`). Dropout is off: its random masks
 differ between backends by design and would hide what this compares, the arithmetic.
-Records the loss at every step, test accuracy, wall time and images/s, and two probes
-of where the backends' arithmetic parts: the relative error of the batch mean that
-BatchNorm takes of the first convolution's output, and the small weights after the
-first step.
+Once per seed of `compare.seeds`. Records, for the first seed, the loss at every step,
+test accuracy, wall time and images/s, and two probes of where the backends'
+arithmetic parts: the relative error of the batch mean that BatchNorm takes of the
+first convolution's output, and the small weights after the first step; and in `runs`,
+every seed's losses and test scores, for the spread between seeds.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from pipeline.core.errors import one_line_errors
 from pipeline.core.models import compile_classifier, evaluate_classifier
 from pipeline.core.outputs import stops_with_parent
 
+# What `runs` keeps of every seed's run.
+SEED_KEYS = ("seed", "losses", "test_accuracy", "test_loss", "wall_seconds")
 # Weights small enough to record after the first step (every one but three kernels).
 RECORDED_SIZE = 2048
 
@@ -106,41 +109,61 @@ def train(
     return model, losses, time.perf_counter() - start, after_first_step
 
 
+def one_seed(
+    config: params.Compare,
+    seed: int,
+    training: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    test_batch_size: int,
+) -> dict:
+    """Train from `seed`'s weights on `seed`'s batches: the per-step losses, the test
+    scores, the time, and the two probes of the arithmetic."""
+    batches = ShuffledBatches(*training, config.batch_size, seed)
+    # Measured before training, on the first batch and the initial weights.
+    mean_errors = batch_mean_errors(initial_cnn(seed), batches[0][0])
+    model, losses, seconds, after_first_step = train(config, seed, batches)
+    _, scores = evaluate_classifier(model, *test, test_batch_size)
+    return {
+        "seed": seed,
+        "steps": len(losses),
+        "losses": losses,
+        "wall_seconds": round(seconds, 2),
+        "images_per_second": round(config.epochs * len(training[0]) / seconds, 1),
+        "test_accuracy": scores["accuracy"],
+        "test_loss": scores["loss"],
+        "test_images": scores["test_images"],
+        "batch_mean_error": mean_errors,
+        "weights_after_first_step": after_first_step,
+    }
+
+
 @one_line_errors
 def main(argv: Sequence[str] | None = None) -> None:
     paths = stage_paths(__doc__, argv, "mnist", "output")
     with stops_with_parent():
         every = params.load()
-        config, seed = every.compare, every.seed
+        config = every.compare
         x, y, _, _ = dataset.training_split(paths.mnist, "compare", config)
-        x_test, y_test = dataset.load_test(paths.mnist)
-        batches = ShuffledBatches(x, y, config.batch_size, seed)
-        # Measured before training, on the first batch and the initial weights.
-        mean_errors = batch_mean_errors(initial_cnn(seed), batches[0][0])
-        model, losses, seconds, after_first_step = train(config, seed, batches)
-        _, test = evaluate_classifier(model, x_test, y_test, every.evaluate.batch_size)
-        backend = keras.backend.backend()
+        test = dataset.load_test(paths.mnist)
+        runs = []
+        for seed in config.seeds:
+            runs.append(one_seed(config, seed, (x, y), test, every.evaluate.batch_size))
+            print(
+                f"{keras.backend.backend()}, seed {seed}: test accuracy "
+                f"{runs[-1]['test_accuracy']:.4f} after {runs[-1]['steps']} steps "
+                f"({runs[-1]['wall_seconds']:.0f} s)",
+                flush=True,
+            )
+        # The first seed's run at the top level: the one the report dissects.
         write_json(
             paths.output,
             {
                 **describe(),
                 **config.model_dump(),
-                "seed": seed,
                 "training_images": len(x),
-                "steps": len(losses),
-                "losses": losses,
-                "wall_seconds": round(seconds, 2),
-                "images_per_second": round(config.epochs * len(x) / seconds, 1),
-                "test_accuracy": test["accuracy"],
-                "test_loss": test["loss"],
-                "test_images": test["test_images"],
-                "batch_mean_error": mean_errors,
-                "weights_after_first_step": after_first_step,
+                **runs[0],
+                "runs": [{key: run[key] for key in SEED_KEYS} for run in runs],
             },
-        )
-        print(
-            f"{backend}: test accuracy {test['accuracy']:.4f} after "
-            f"{len(losses)} steps ({seconds:.0f} s)"
         )
 
 

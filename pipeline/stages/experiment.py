@@ -4,11 +4,12 @@ names.
 `--name` is a key of params.yaml's `experiments.registry`, whose folder
 `pipeline/experiments/<name>/` holds `params.py` (its section's class, `Params`) and
 `run.py` (`run(params, seed, mnist_path) -> dict`). The stage checks the section,
-runs the experiment, timed, on `experiments.backend` (dvc.yaml sets KERAS_BACKEND to
-it), and writes `--results`: the environment, the section's params with the seed,
-what the experiment measured and the time. The results are committed to git
-(`persist: true`): they are written whole (pipeline.core.atomic), and a failed or
-killed run leaves the previous ones.
+runs the experiment once per seed of `experiments.seeds`, timed, on
+`experiments.backend` (dvc.yaml sets KERAS_BACKEND to it), and writes `--results`:
+the environment, the section's params, the seeds, and `by_seed`, what each seed's
+run measured (with its seed and time), in the order of the seeds. The results are
+committed to git (`persist: true`): they are written whole (pipeline.core.atomic),
+and a failed or killed run leaves the previous ones.
 """
 
 import importlib
@@ -56,14 +57,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     section_class = importlib.import_module(f"{package}.params").Params
     settings = params.experiment_section(config, paths.name, section_class)
     experiment = importlib.import_module(f"{package}.run")
+    seeds = config.experiments.seeds
     with stops_with_parent():
         start = time.perf_counter()
-        measured = experiment.run(settings, config.seed, paths.mnist)
+        by_seed = []
+        for seed in seeds:
+            started = time.perf_counter()
+            measured = experiment.run(settings, seed, paths.mnist)
+            took = round(time.perf_counter() - started, 2)
+            by_seed.append({"seed": seed, **measured, "wall_seconds": took})
+            print(f"{paths.name}: seed {seed} done ({took:.0f} s)", flush=True)
         seconds = round(time.perf_counter() - start, 2)
         results = {
             **describe(),
-            "params": {"seed": config.seed, **settings.model_dump()},
-            **measured,
+            "params": settings.model_dump(),
+            "seeds": list(seeds),
+            "by_seed": by_seed,
             "wall_seconds": seconds,
         }
         with atomic_path(paths.results) as results_file:

@@ -11,6 +11,9 @@ is written. The outputs are written together, atomically; a failed run puts back
 the previous ones. Besides the headline metrics, the run's record (environment,
 images, time) goes to its own file, which the reports read.
 
+With `statistics: recomputed`, the moving averages are replaced after training by
+population statistics over `statistics_batches` training batches
+(bnk.recompute_statistics); the per-epoch validation scores are the moving averages'.
 The metrics also say whether TensorFlow's oneDNN was on (`onednn`, 1 or 0; absent
 where TensorFlow kept its own default), the record who chose it and the CPU's flags
 that bear on it (pipeline.core.environment).
@@ -54,6 +57,7 @@ from pipeline.core.environment import (
 from pipeline.core.errors import PipelineError, one_line_errors
 from pipeline.core.models import compile_classifier, synchronized_batch_norm
 from pipeline.core.outputs import keeps_outputs
+from pipeline.core.runs import statistics_batches
 
 # What `dvc metrics show` lists: the numbers a reader compares across runs.
 HEADLINE = ("accuracy", "loss", "val_accuracy", "val_loss", "images_per_second")
@@ -215,6 +219,13 @@ def fit_and_save(
         verbose=1 if replica.writes_outputs else 0,
     )
     seconds = time.perf_counter() - start
+    if config.statistics == "recomputed":
+        bnk.recompute_statistics(
+            model,
+            statistics_batches(
+                *training, config.batch_size, config.statistics_batches, seed
+            ),
+        )
     if not replica.writes_outputs:
         return
     header, rows = history_rows(log)

@@ -28,6 +28,7 @@ from keras import layers
 import bnk
 from pipeline.core import dataset
 from pipeline.core.models import compile_classifier, logits_loss
+from pipeline.core.normalizations import INFERENCE_BATCH, accuracy
 from pipeline.core.runs import (
     aligned,
     finite_list,
@@ -201,8 +202,10 @@ def train_cnn(
     seed: int,
     training: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
 ) -> dict:
-    """One run: the per-evaluation series of one variant at one learning rate."""
+    """One run: the per-evaluation series of one variant at one learning rate, and
+    its final accuracy on the test images."""
     keras.utils.set_random_seed(seed)  # the same initial weights for both
     normalization = bnk.BatchNorm if batch_norm else None
     model = bnk.CNN(normalization=normalization)
@@ -232,6 +235,7 @@ def train_cnn(
         "val_loss": finite_list(logs["val_loss"]),
         "loss": finite_list(logs["loss"]),
         "accuracy": finite_list(logs["accuracy"]),
+        "test_accuracy": accuracy(model, *test, INFERENCE_BATCH),
         "wall_seconds": round(seconds, 2),
     }
 
@@ -244,11 +248,12 @@ def cnn_with_and_without_bn(config: Cnn, seed: int, mnist: Path) -> dict:
     training = aligned(
         x_train, y_train, config.batch_size, config.eval_every, "bn_experiment.cnn"
     )
+    test = dataset.load_test(mnist)
     runs = []
     for learning_rate in config.learning_rates:
         for batch_norm in (True, False):
             result = train_cnn(
-                batch_norm, learning_rate, config, seed, training, (x_val, y_val)
+                batch_norm, learning_rate, config, seed, training, (x_val, y_val), test
             )
             runs.append(result)
             final = result["val_accuracy"][-1]
@@ -263,6 +268,7 @@ def cnn_with_and_without_bn(config: Cnn, seed: int, mnist: Path) -> dict:
         "steps": list(range(every, config.steps + 1, every)),
         "training_images": len(training[0]),
         "validation_images": len(x_val),
+        "test_images": len(test[0]),
         "runs": runs,
     }
 

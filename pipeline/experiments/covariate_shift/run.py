@@ -41,6 +41,7 @@ from bnk.functional import Tensor
 from pipeline.core import dataset
 from pipeline.core.batches import ShuffledBatches
 from pipeline.core.models import compile_classifier, logits_loss
+from pipeline.core.normalizations import INFERENCE_BATCH, accuracy
 from pipeline.core.runs import (
     aligned,
     finite_list,
@@ -351,8 +352,10 @@ def train_variant(
     seed: int,
     training: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
 ) -> dict:
-    """One variant trained with SGD and momentum; its series, one value per probe."""
+    """One variant trained with SGD and momentum; its series, one value per probe,
+    and its final accuracy on the test images."""
     model = build_cnn(variant, config.noise, seed)
     every = config.probe_every
     compile_classifier(
@@ -378,6 +381,7 @@ def train_variant(
         "train_loss": prober.train_loss[:1] + finite_list(prober.train_loss[1:]),
         "input_mean": prober.input_mean,
         "input_std": prober.input_std,
+        "test_accuracy": accuracy(model, *test, INFERENCE_BATCH),
         "wall_seconds": round(time.perf_counter() - start, 2),
     }
     if step_sizes is not None:
@@ -398,14 +402,16 @@ def run(config: Params, seed: int, mnist: Path) -> dict:
         "covariate_shift",
         "probe_every",
     )
+    test = dataset.load_test(mnist)
     result: dict = {
         "steps": list(range(0, config.steps + 1, config.probe_every)),
         "training_images": len(training[0]),
         "validation_images": len(x_val),
+        "test_images": len(test[0]),
         "probed_layer": PROBED_LAYER,
     }
     for variant in VARIANTS:
-        series = train_variant(variant, config, seed, training, (x_val, y_val))
+        series = train_variant(variant, config, seed, training, (x_val, y_val), test)
         result[variant] = series
         print(
             f"covariate_shift {variant}: val accuracy {series['val_accuracy'][-1]} "
