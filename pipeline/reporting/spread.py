@@ -1,0 +1,56 @@
+"""Numbers over seeds: each experiment runs once per seed (`results["by_seed"]`), and
+every number a report compares is a mean with its spread. Pure functions, numpy only.
+"""
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from pipeline.reporting.text import as_array
+
+#: How many standard errors of a difference of two means make it more than noise.
+BEYOND = 2.0
+
+
+def over_seeds(
+    results: Mapping[str, Any], pick: Callable[[Mapping[str, Any]], float | None]
+) -> np.ndarray:
+    """`pick` applied to every seed's run, in the order of the seeds (None: NaN)."""
+    return as_array(pick(run) for run in results["by_seed"])
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and standard deviation (n - 1) of the finite `values`; the deviation is 0
+    for one value, and both are NaN for none."""
+    finite = np.asarray(list(values), float)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) == 0:
+        return float("nan"), float("nan")
+    std = float(finite.std(ddof=1)) if len(finite) > 1 else 0.0
+    return float(finite.mean()), std
+
+
+def with_spread(values: Iterable[float]) -> str:
+    """An accuracy over seeds as "98.71% ± 0.08" (mean, and standard deviation in
+    percentage points), "n/a" if no value is finite."""
+    mean, std = mean_std(values)
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{100 * mean:.2f}% ± {100 * std:.2f}"
+
+
+def difference_noise(a: Iterable[float], b: Iterable[float]) -> float:
+    """BEYOND standard errors of the difference of the means of `a` and `b`."""
+    a = np.asarray(list(a), float)
+    b = np.asarray(list(b), float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    variance = sum(mean_std(v)[1] ** 2 / len(v) for v in (a, b) if len(v) > 0)
+    return BEYOND * float(np.sqrt(variance))
+
+
+def apart(a: Iterable[float], b: Iterable[float]) -> bool:
+    """Whether the means of `a` and `b` differ by more than `difference_noise`."""
+    a, b = list(a), list(b)
+    gap = mean_std(a)[0] - mean_std(b)[0]
+    return bool(np.isfinite(gap) and abs(gap) > difference_noise(a, b))

@@ -1,0 +1,38 @@
+"""pipeline.reporting.spread: means over seeds, their spread, and when two differ."""
+
+import math
+
+from pipeline.reporting.spread import (
+    apart,
+    difference_noise,
+    mean_std,
+    over_seeds,
+    with_spread,
+)
+
+
+def test_mean_and_spread_over_the_finite_values():
+    mean, std = mean_std([0.9, 0.95, 1.0])
+    assert math.isclose(mean, 0.95) and math.isclose(std, 0.05)
+    assert mean_std([0.9, None or float("nan")]) == (0.9, 0.0)
+    assert all(math.isnan(x) for x in mean_std([]))
+
+
+def test_text_names_mean_and_spread():
+    assert with_spread([0.98, 0.99, 1.0]) == "99.00% ± 1.00"
+    assert with_spread([float("nan")]) == "n/a"
+
+
+def test_over_seeds_follows_the_seeds_order():
+    results = {"by_seed": [{"a": 0.5}, {"a": None}, {"a": 0.7}]}
+    values = over_seeds(results, lambda run: run["a"])
+    assert values[0] == 0.5 and math.isnan(values[1]) and values[2] == 0.7
+
+
+def test_apart_only_beyond_the_spread():
+    tight_a, tight_b = [0.980, 0.981, 0.982], [0.990, 0.991, 0.992]
+    assert apart(tight_a, tight_b)
+    wide_a, wide_b = [0.97, 0.98, 0.99], [0.975, 0.985, 0.995]
+    assert not apart(wide_a, wide_b)
+    assert difference_noise(wide_a, wide_b) > abs(0.98 - 0.985)
+    assert not apart([float("nan")], [0.9])
