@@ -15,7 +15,11 @@ import psutil
 import pytest
 import yaml
 
-from pipeline.core.outputs import keeps_outputs, restore_missing_outputs
+from pipeline.core.outputs import (
+    keeps_outputs,
+    report_restore,
+    restore_missing_outputs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {
@@ -30,26 +34,35 @@ def md5(content):
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    """A DVC repository (no git) whose dvc.lock records OUTPUTS for stage `train`, with
-    OUTPUTS in its cache where DVC 3 keeps them; the workspace holds none of them."""
+    """A DVC repository (no git) whose dvc.yaml has a stage `train` with OUTPUTS (the
+    metrics `cache: false`, as in the project), recorded in dvc.lock, and in DVC's
+    cache (a run commits metrics there too); the workspace holds none of them."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".dvc").mkdir()
     # dvc init --no-scm
     (tmp_path / ".dvc/config").write_text("[core]\n    no_scm = true\n")
+    stage = {"cmd": "python -m pipeline.train"}
+    dvc_yaml = {
+        **stage,
+        "outs": ["models/cnn.keras"],
+        "metrics": [{"metrics/train.json": {"cache": False}}],
+    }
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": dvc_yaml}}))
     outs = [
         {"path": path, "hash": "md5", "md5": md5(content), "size": len(content)}
         for path, content in OUTPUTS.items()
     ]
-    lock = {
-        "schema": "2.0",
-        "stages": {"train": {"cmd": "python -m pipeline.train", "outs": outs}},
-    }
+    lock = {"schema": "2.0", "stages": {"train": {**stage, "outs": outs}}}
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     for content in OUTPUTS.values():
-        cached = tmp_path / ".dvc/cache/files/md5" / md5(content)[:2] / md5(content)[2:]
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_bytes(content)
+        cached_object(tmp_path, content).parent.mkdir(parents=True, exist_ok=True)
+        cached_object(tmp_path, content).write_bytes(content)
     return tmp_path
+
+
+def cached_object(repo, content):
+    """Where DVC 3 keeps `content` in `repo`'s cache."""
+    return repo / ".dvc/cache/files/md5" / md5(content)[:2] / md5(content)[2:]
 
 
 def test_missing_outputs_come_back_from_the_cache_and_present_ones_stay(repo):
@@ -59,10 +72,39 @@ def test_missing_outputs_come_back_from_the_cache_and_present_ones_stay(repo):
     assert (repo / "models/cnn.keras").read_bytes() == OUTPUTS["models/cnn.keras"]
     assert (repo / "metrics/train.json").read_bytes() == b"newer"
 
+    # The other way round: the `cache: false` metrics, which DVC does not check out.
+    (repo / "models/cnn.keras").write_bytes(b"newer model")
+    (repo / "metrics/train.json").unlink()
+    assert restore_missing_outputs("train") == (["metrics/train.json"], [])
+    assert (repo / "metrics/train.json").read_bytes() == OUTPUTS["metrics/train.json"]
+    assert (repo / "models/cnn.keras").read_bytes() == b"newer model"
+
+
+def test_dvc_itself_checks_out_a_cached_output(repo):
+    """As its config says: a hardlink to the cache object here, not a copy."""
+    with (repo / ".dvc/config").open("a") as config:
+        config.write("[cache]\n    type = hardlink\n")
+    assert restore_missing_outputs("train")[0] == sorted(OUTPUTS)
+    model = repo / "models/cnn.keras"
+    assert model.samefile(cached_object(repo, OUTPUTS["models/cnn.keras"]))
+
+
+def test_dvc_says_nothing_while_it_puts_outputs_back(repo, capsys, monkeypatch):
+    monkeypatch.setenv("DVC_IGNORE_ISATTY", "true")  # its progress bars, off a tty
+    report_restore("train")
+    put_back = "train: put back metrics/train.json, models/cnn.keras"
+    assert capsys.readouterr() == ("", f"{put_back} as dvc.lock records them\n")
+
 
 def test_nothing_is_written_without_a_dvc_lock_entry(repo):
-    assert restore_missing_outputs("evaluate") == ([], [])
+    assert restore_missing_outputs("evaluate") == ([], [])  # not in dvc.yaml
     (repo / "dvc.lock").unlink()
+    assert restore_missing_outputs("train") == ([], [])
+    assert not (repo / "models").exists() and not (repo / "metrics").exists()
+
+
+def test_nothing_is_written_outside_a_dvc_repository(repo):
+    (repo / ".dvc").rename(repo / "elsewhere")  # its cache with it
     assert restore_missing_outputs("train") == ([], [])
     assert not (repo / "models").exists() and not (repo / "metrics").exists()
 
@@ -76,8 +118,7 @@ def test_git_head_stands_in_for_a_missing_or_damaged_cache(repo):
     subprocess.run([*git, "commit", "-qm", "metrics"], check=True)
     (repo / "metrics/train.json").unlink()
     for content in OUTPUTS.values():
-        cached = repo / ".dvc/cache/files/md5" / md5(content)[:2] / md5(content)[2:]
-        cached.write_bytes(b"rot")
+        cached_object(repo, content).write_bytes(b"rot")
     assert restore_missing_outputs("train") == (
         ["metrics/train.json"],
         ["models/cnn.keras"],
@@ -100,7 +141,7 @@ def test_a_failing_stage_puts_back_its_outputs_and_still_fails(repo, capsys):
         crashes()
     assert {path: (repo / path).read_bytes() for path in OUTPUTS} == OUTPUTS
     assert (
-        "train: put back models/cnn.keras, metrics/train.json"
+        "train: put back metrics/train.json, models/cnn.keras"
         in capsys.readouterr().err
     )
 

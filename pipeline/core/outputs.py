@@ -3,17 +3,17 @@
 DVC deletes a stage's outputs before running its command unless they are
 `persist: true`, and persisted outputs turn off the run-cache. `train` and `evaluate`
 need the run-cache (it restores their outputs when the backend is switched back), so
-`check` stops bad parameters and data before
-DVC reaches them, and `keeps_outputs` covers the rest: a crash, Ctrl-C, SIGTERM, or
-`dvc repro` itself killed. Each output then missing is put back exactly as dvc.lock
-records it, from DVC's cache, or else from git's HEAD, checked against dvc.lock's md5
-and moved into place atomically: `dvc status` finds the stage unchanged, and a re-run
-after fixing the cause needs no --force.
+`check` stops bad parameters and data before DVC reaches them, and `keeps_outputs`
+covers the rest: a crash, Ctrl-C, SIGTERM, or `dvc repro` itself killed. Each output
+then missing is put back as dvc.lock records it, so that `dvc status` finds the stage
+unchanged and a re-run after fixing the cause needs no --force.
 
-The cache holds the `cache: false` metrics and plots too: after a successful run of a
-stage with a run-cache, DVC's StageCache.save commits them into it. Git is the
-fallback for a clone that has dvc.lock and the committed metrics but not the cache;
-there models/*.keras and *.npy (not in git) cannot be put back, and the stage says so.
+DVC checks out the cached ones, but copies a damaged cache object as it is, and checks
+out no `cache: false` output though its cache holds those too (StageCache.save puts
+them there after each successful run). So each is checked against dvc.lock's md5; one
+missing or wrong is read from DVC's cache or else git's HEAD and moved into place
+atomically. Without the cache, models/*.keras and *.npy (not in git) cannot come back:
+the stage says so.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import functools
 import hashlib
+import logging
 import os
 import select
 import signal
@@ -32,45 +33,17 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn, ParamSpec, TypeVar
-
-import yaml
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
 from pipeline.core.atomic import atomic_path
 
-LOCK_FILE = Path("dvc.lock")
+if TYPE_CHECKING:
+    from dvc.output import Output
+    from dvc.repo import Repo
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def locked_outputs(stage: str, lock_file: Path = LOCK_FILE) -> dict[str, str]:
-    """{path: md5} of `stage`'s file outputs in dvc.lock; {} before its first run."""
-    if not lock_file.exists():
-        return {}
-    stages = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {})
-    return {
-        out["path"]: out["md5"]
-        for out in stages.get(stage, {}).get("outs", [])
-        # DVC 3 file entries: a directory's md5 ends in ".dir", and a DVC 2 entry
-        # (no `hash`) is the md5 of the file with its line endings normalised.
-        if out.get("hash") == "md5" and not out["md5"].endswith(".dir")
-    }
-
-
-def dvc_cache_files() -> Callable[[str], str] | None:
-    """md5 -> where DVC's local cache keeps that file (<cache>/files/md5/ab/cdef...),
-    found by DVC itself so that `cache.dir` in any of its config files counts; None
-    outside a DVC repository."""
-    from dvc.exceptions import NotDvcRepoError
-    from dvc.repo import Repo
-
-    try:
-        repo = Repo(".")
-    except NotDvcRepoError:
-        return None
-    with repo:
-        return repo.cache.local.oid_to_path
 
 
 def committed_content(path: str) -> bytes | None:
@@ -84,46 +57,59 @@ def committed_content(path: str) -> bytes | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
-def recorded_content(
-    path: str, md5: str, cache_files: Callable[[str], str] | None
-) -> bytes | None:
-    """The bytes dvc.lock records for `path`, from DVC's cache or git's HEAD, or
-    None."""
-
-    def recorded(content: bytes | None) -> bool:
-        return content is not None and hashlib.md5(content).hexdigest() == md5
-
-    cached = Path(cache_files(md5)) if cache_files else None
-    content = cached.read_bytes() if cached and cached.exists() else None
-    if not recorded(content):
-        content = committed_content(path)
-    return content if recorded(content) else None
+def recorded(md5: str, *sources: Callable[[], bytes | None]) -> bytes | None:
+    """The first content read from `sources` whose md5 is `md5`, or None."""
+    for source in sources:
+        with contextlib.suppress(OSError):
+            content = source()
+            if content is not None and hashlib.md5(content).hexdigest() == md5:
+                return content
+    return None
 
 
-def restore_missing_outputs(
-    stage: str, lock_file: Path = LOCK_FILE
-) -> tuple[list[str], list[str]]:
-    """Put back each output of `stage` missing from the workspace, as dvc.lock
-    records it.
-    Returns (restored, unrecoverable) paths."""
-    missing = {
-        path: md5
-        for path, md5 in locked_outputs(stage, lock_file).items()
-        if not Path(path).exists()
-    }
-    if not missing:
-        return [], []
-    cache_files = dvc_cache_files()
+def put_back(repo: Repo, out: Output) -> bool:
+    """Put `out`, missing, back as dvc.lock records it; False where nothing holds it."""
+    from dvc.exceptions import DvcException
+
+    md5 = out.hash_info.value
+    if out.use_cache:
+        with contextlib.suppress(DvcException):  # say, its lock held: read below
+            repo.checkout(targets=[out.def_path], allow_missing=True)
+    if recorded(md5, Path(out.fs_path).read_bytes) is not None:
+        return True
+    content = recorded(
+        md5,
+        Path(out.cache.oid_to_path(md5)).read_bytes,
+        functools.partial(committed_content, out.def_path),
+    )
+    if content is None:
+        Path(out.fs_path).unlink(missing_ok=True)  # a damaged cache object's copy
+        return False
+    with atomic_path(out.fs_path) as tmp:
+        tmp.write_bytes(content)
+    return True
+
+
+def restore_missing_outputs(stage: str) -> tuple[list[str], list[str]]:
+    """Put back each file output of `stage` missing from the workspace, as dvc.lock
+    records it. Returns (restored, unrecoverable) paths."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.logger import set_loggers_level
+    from dvc.repo import Repo
+    from dvc.stage.exceptions import StageFileDoesNotExistError, StageNotFound
+
     restored, unrecoverable = [], []
-    for path, md5 in missing.items():
-        content = recorded_content(path, md5, cache_files)
-        if content is None:
-            unrecoverable.append(path)
-            continue
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(content)
-        restored.append(path)
-    return restored, unrecoverable
+    try:  # DVC's progress bars follow its loggers' level: none, and no log lines
+        with set_loggers_level(logging.CRITICAL), Repo(".") as repo:
+            for out in repo.stage.load_one(name=stage).outs:
+                # A file as DVC 3 records it (DVC 2 normalised line endings first).
+                recorded_file = out.hash_name == "md5" and not out.hash_info.isdir
+                if out.hash_info.value and recorded_file and not out.exists:
+                    done = put_back(repo, out)
+                    (restored if done else unrecoverable).append(out.def_path)
+    except (NotDvcRepoError, StageFileDoesNotExistError, StageNotFound):
+        return [], []  # not a DVC repository, or no such stage in dvc.yaml
+    return sorted(restored), sorted(unrecoverable)  # as dvc.lock lists them
 
 
 SIGTERM_REPEAT_SECONDS = 2.0
