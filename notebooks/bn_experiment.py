@@ -18,10 +18,11 @@
 #
 # Ioffe & Szegedy's MNIST experiment (2015, section 4.1, Figure 1), and the
 # seed's CNN with and without batch normalization, both measured with `bnk.BatchNorm`
-# on the experiments' backend. The numbers come from the results of the experiment
-# `bn_experiment` (`pipeline/experiments/bn_experiment/run.py`); every sentence below
-# that quotes a number is generated from that file
-# (`pipeline/experiments/bn_experiment/analysis.py`).
+# on the experiments' backend, once per seed of `experiments.seeds`. The numbers come
+# from the results of the experiment `bn_experiment`
+# (`pipeline/experiments/bn_experiment/run.py`); every sentence, table and series
+# below is computed from that file by `pipeline/experiments/bn_experiment/analysis.py`,
+# and every number compared is a mean over the seeds with its standard deviation.
 
 # %% tags=["parameters"]
 # Set by the stage (papermill injects it after this cell): the results file, which
@@ -34,10 +35,12 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.ticker import (
     FuncFormatter,
     LogLocator,
     MaxNLocator,
+    MultipleLocator,
     NullFormatter,
     PercentFormatter,
 )
@@ -46,44 +49,9 @@ from pipeline.experiments.bn_experiment import analysis as findings
 from pipeline.reporting.figures import show
 
 with open(results_path) as f:
-    m = json.load(f)
-mlp, cnn, p = m["mlp"], m["cnn"], m["params"]
-steps = np.array(mlp["steps"])
-unit = mlp["unit"]
-
-
-def arr(values):
-    return np.array([np.nan if v is None else v for v in values], float)
-
-
-def pct(x):
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.2f}%"
-
-
-def num(x):
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3f}"
-
-
-def num2(x):
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.2f}"
-
-
-def ordinal(q):
-    q = int(q)
-    if 10 <= q % 100 <= 20:
-        suffix = "th"
-    else:
-        suffix = {1: "st", 2: "nd", 3: "rd"}.get(q % 10, "th")
-    return f"{q}{suffix}"
-
-
-def listing(words):
-    words = list(words)
-    if len(words) == 1:
-        return words[0]
-    return ", ".join(words[:-1]) + " and " + words[-1]
-
-
+    results = json.load(f)
+seeds = findings.seed_list(results)
+over_seeds = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
 thousands = FuncFormatter(lambda x, _: f"{x:,.0f}")
 
 
@@ -112,27 +80,27 @@ def step_axis(ax, values, log=False):
     ax.xaxis.set_major_formatter(thousands)
 
 
-pm, pc = p["mlp"], p["cnn"]
-display(Markdown(
-    f"Backend **{m['backend']}** ({m['device']}), Keras {m['keras_version']}, "
-    f"{m['backend']} {m['backend_version']}. The whole experiment took "
-    f"{m['wall_seconds'] / 60:.1f} minutes (Figure 1: "
-    f"{mlp['wall_seconds']['bn']:.0f} s with BN, "
-    f"{mlp['wall_seconds']['plain']:.0f} s without; CNN: "
-    f"{sum(r['wall_seconds'] for r in cnn['runs']):.0f} s for "
-    f"{len(cnn['runs'])} runs).\n\n"
-    f"**Figure 1 setup.** 784 inputs → 3 fully connected hidden layers of 100 sigmoid "
-    f"units → 10 outputs, kernels from N(0, {pm['init_stddev']}²), softmax "
-    f"cross-entropy; {pm['steps']:,} steps of plain SGD (learning rate "
-    f"{pm['learning_rate']}) on mini-batches of {pm['batch_size']} from "
-    f"{mlp['training_images']:,} training images; every {pm['eval_every']} "
-    f"steps the test accuracy on {mlp['test_images']:,} test images and the "
-    f"{listing(ordinal(q) for q in sorted(mlp['percentiles']['bn'], key=int))} "
-    f"percentiles, over those test images, of the input to sigmoid {unit} of the last "
-    f"hidden layer (inference mode). Once with `bnk.BatchNorm` before each sigmoid "
-    f"(the dense layers then have no bias, section 3.2 of the paper), once without; "
-    f"both start from the same kernels and see the same batches. Seed {p['seed']}."
-))
+def percent_axis(ax, low):
+    """An accuracy axis from `low` (rounded down) to 100%, ticks at whole percents
+    (no two labels the same)."""
+    low = 0.0 if not np.isfinite(low) else max(0.0, np.floor(low * 50) / 50)
+    span = 1.0 - low
+    step = next(s for s in (0.01, 0.02, 0.05, 0.1, 0.2) if span / s <= 6)
+    ax.set_ylim(low, 1.0)
+    ax.yaxis.set_major_locator(MultipleLocator(step))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+
+
+def curve(ax, x, mean, std, style, color):
+    """The mean over seeds as a line, ± one standard deviation as a band; the pair as
+    one legend handle."""
+    (line,) = ax.plot(x, mean, style, color=color)
+    band = ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2,
+                           linewidth=0)
+    return (line, band)
+
+
+display(Markdown(findings.setup_text(results)))
 
 # %% [markdown]
 # **Why plain SGD, and this rate.** The paper names neither the optimizer nor the
@@ -149,31 +117,41 @@ display(Markdown(
 # ## Figure 1: a 3-layer sigmoid network on MNIST, with and without BN
 
 # %%
-bn_acc, plain_acc = arr(mlp["bn"]), arr(mlp["plain"])
-later = steps > 0
-if later.any():
-    low = np.nanmin(np.concatenate([bn_acc[later], plain_acc[later]]))
-else:
-    low = 0.0
-fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+series = findings.figure1a_series(results)
+steps = series["steps"]
+plotted = findings.plotted_run(results)
+shown_seed, mlp = plotted["seed"], plotted["mlp"]
+unit = mlp["unit"]
+later = steps > 0 if (steps > 0).any() else np.ones(len(steps), bool)
+fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
 ax = axes[0]
-ax.plot(steps[later], bn_acc[later], "-", color="C0", label="with BN")
-ax.plot(steps[later], plain_acc[later], "--", color="C1", label="without BN")
-ax.set_ylim(min(0.7, np.floor(low * 20) / 20), 1.0)
+handles = [
+    curve(ax, steps[later], series[v][later], series[f"{v}_std"][later], style, color)
+    for v, style, color in (("bn", "-", "C0"), ("plain", "--", "C1"))
+]
+low = np.nanmin(np.concatenate([
+    (series[v] - series[f"{v}_std"])[later] for v in ("bn", "plain")
+]))
+percent_axis(ax, min(0.7, low))
 step_axis(ax, steps[later], log=True)
-ax.set_ylabel("test accuracy")
-ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+ax.set_ylabel(f"test accuracy (mean ± std over {over_seeds})")
 ax.set_title("(a) test accuracy")
-ax.legend(loc="lower right")
+ax.legend(handles, ["with BN", "without BN"], loc="upper center",
+          bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small",
+          title="mean and ± one standard deviation", title_fontsize="small",
+          handler_map={tuple: HandlerTuple(ndivide=None)})
 ax.grid(alpha=0.3)
 ax.grid(which="minor", alpha=0.1)
 percentiles = mlp["percentiles"]
 order = sorted(percentiles["bn"], key=int)
-if len(order) == 3:
-    line_styles = dict(zip(order, ("--", "-", ":"), strict=True))
-else:
-    line_styles = {q: "-" for q in order}
-everything = np.concatenate([arr(v) for q in percentiles.values() for v in q.values()])
+line_styles = (
+    dict(zip(order, ("--", "-", ":"), strict=True)) if len(order) == 3
+    else dict.fromkeys(order, "-")
+)
+everything = np.concatenate([
+    np.array([np.nan if v is None else v for v in values], float)
+    for q in percentiles.values() for values in q.values()
+])
 span = (np.nanmin(everything), np.nanmax(everything))
 pad = 0.05 * (span[1] - span[0] + 1e-9)
 for ax, name, title in (
@@ -181,100 +159,71 @@ for ax, name, title in (
     (axes[2], "bn", "(c) with BN"),
 ):
     for q in reversed(order):
-        ax.plot(
-            steps,
-            arr(percentiles[name][q]),
-            line_styles[q],
-            color="C0" if name == "bn" else "C1",
-            label=f"{ordinal(q)} percentile",
-        )
+        values = np.array([np.nan if v is None else v for v in percentiles[name][q]])
+        ax.plot(steps, values, line_styles[q], color="C0" if name == "bn" else "C1",
+                label=f"{q}th percentile")
     ax.set_ylim(span[0] - pad, span[1] + pad)
     step_axis(ax, steps)
     ax.set_ylabel(f"input to sigmoid {unit}")
-    ax.set_title(
-        f"{title}: input to sigmoid {unit}, last hidden layer", fontsize="medium"
-    )
-    ax.legend(
-        loc="best",
-        fontsize="small",
-        title="over the test images",
-        title_fontsize="small",
-    )
+    ax.set_title(f"{title}: sigmoid {unit} of the last hidden layer, seed {shown_seed}",
+                 fontsize="medium")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(order),
+              fontsize="small", title="over the test images", title_fontsize="small")
     ax.grid(alpha=0.3)
 fig.tight_layout()
 show(fig, (
-    "Figure 1 reproduced: (a) test accuracy against the training step with "
-    "and without BN; (b, c) the 15th, 50th and 85th percentiles of the "
-    "input to one sigmoid of the last hidden layer over training, without "
-    "BN and with BN."
+    f"Figure 1 reproduced: (a) test accuracy against the training step with and "
+    f"without BN, the mean over {over_seeds} with a band of one standard deviation; "
+    f"(b, c) for seed {shown_seed} only, the 15th, 50th and 85th percentiles of the "
+    f"input to sigmoid {unit} of the last hidden layer over training, without BN and "
+    f"with BN."
 ))
 
 
 # %% [markdown]
 # (a) test accuracy against training step, on a logarithmic step axis that starts at
-# the first evaluation after step 0 (before training both networks are at chance); (b,
-# c) the 15th (dashed), 50th (solid) and 85th (dotted) percentiles over the test images
-# of the input to one sigmoid of the last hidden layer: without BN the dense layer's
-# pre-activation, with BN the BatchNorm output (γ·x̂ + β). Panels (b) and (c) share
-# their y-axis, as the paper's do.
+# the first evaluation after step 0 (before training both networks are at chance): the
+# mean over the seeds, and a band of ± one standard deviation. (b, c) for the first
+# seed only (named in the panel titles: in each seed the sigmoid starts from other
+# weights, so its percentiles are not averaged), the 15th (dashed), 50th (solid) and
+# 85th (dotted) percentiles over the test images of the input to one sigmoid of the
+# last hidden layer: without BN the dense layer's pre-activation, with BN the
+# BatchNorm output (γ·x̂ + β). Panels (b) and (c) share their y-axis, as the paper's
+# do. The table gives the accuracies as mean ± standard deviation (in points) over the
+# seeds, the percentiles of the first seed.
 
 # %%
-def table_steps(count=9):
-    if len(steps) <= count:
-        return list(range(len(steps)))
-    picks = np.unique(np.round(np.geomspace(1, len(steps) - 1, count - 1)).astype(int))
-    return [0, *picks]
-
-
-rows = [
-    "| step | test accuracy, BN | without BN "
-    "| median sigmoid input (15th–85th), BN | without BN |",
-    "|---:|---:|---:|---:|---:|",
-]
-pb, pp = percentiles["bn"], percentiles["plain"]
-for i in table_steps():
-    rows.append(
-        f"| {steps[i]:,} | {pct(bn_acc[i])} | {pct(plain_acc[i])} "
-        f"| {num2(pb['50'][i])} ({num2(pb['15'][i])} to {num2(pb['85'][i])}) "
-        f"| {num2(pp['50'][i])} ({num2(pp['15'][i])} to {num2(pp['85'][i])}) |"
-    )
-display(Markdown("\n".join(rows)))
+display(Markdown(findings.figure1_table(results)))
 
 # %% [markdown]
 # ## The seed's CNN with and without BN, at several learning rates (Adam)
 
 # %%
-cnn_steps = np.array(cnn["steps"])
-rates = pc["learning_rates"]
-runs = {(r["learning_rate"], r["batch_norm"]): r for r in cnn["runs"]}
-display(Markdown(
-    "`bnk.CNN` with `normalization=bnk.BatchNorm` or `None` (two conv 5×5 blocks, "
-    f"dense 1024, dropout 0.5), Adam, mini-batches of {pc['batch_size']}, "
-    f"{pc['steps']:,} steps on {cnn['training_images']:,} training images "
-    "(a short run: "
-    f"{pc['steps'] * pc['batch_size'] / cnn['training_images']:.1f} passes); "
-    f"validation accuracy and loss on the {cnn['validation_images']:,} held-out "
-    f"training images every {pc['eval_every']} steps. Both variants of a rate start "
-    f"from the same weights and see the same batches."
-))
+display(Markdown(findings.cnn_setup_text(results)))
+rates = findings.learning_rates(results)
+curves = findings.cnn_curves(results)
+cnn_steps = np.array(findings.plotted_run(results)["cnn"]["steps"])
 fig, axes = plt.subplots(2, len(rates), figsize=(5 * len(rates), 7.5), squeeze=False)
+handles = []
 for col, rate in enumerate(rates):
-    for batch_norm, style, label in (
-        (True, "-", "with BN"),
-        (False, "--", "without BN"),
-    ):
-        run = runs[(rate, batch_norm)]
-        axes[0, col].plot(cnn_steps, arr(run["val_accuracy"]), style, label=label)
-        axes[1, col].plot(cnn_steps, arr(run["val_loss"]), style, label=label)
+    lows = []
+    for batch_norm, style, color in ((True, "-", "C0"), (False, "--", "C1")):
+        c = curves[(rate, batch_norm)]
+        handle = curve(axes[0, col], cnn_steps, c["val_accuracy"],
+                       c["val_accuracy_std"], style, color)
+        if col == 0:
+            handles.append(handle)
+        lows.append(np.nanmin(c["val_accuracy"] - c["val_accuracy_std"]))
+        positive = c["val_loss"][np.isfinite(c["val_loss"]) & (c["val_loss"] > 0)]
+        floor = 0.5 * positive.min() if positive.size else 1e-3
+        lower = np.maximum(c["val_loss"] - c["val_loss_std"], floor)
+        axes[1, col].plot(cnn_steps, c["val_loss"], style, color=color)
+        axes[1, col].fill_between(cnn_steps, lower, c["val_loss"] + c["val_loss_std"],
+                                  color=color, alpha=0.2, linewidth=0)
     axes[0, col].set_title(f"learning rate {rate:g}")
     axes[0, col].set_ylabel("validation accuracy")
-    axes[0, col].yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    finite = np.concatenate(
-        [arr(runs[(rate, bn)]["val_accuracy"]) for bn in (True, False)]
-    )
-    finite = finite[np.isfinite(finite)]
-    low = finite.min() if finite.size else 0.0
-    axes[0, col].set_ylim((np.floor(low * 50) / 50, 1.0) if low >= 0.8 else (0, 1))
+    low = np.nanmin(lows) if np.isfinite(lows).any() else 0.0
+    percent_axis(axes[0, col], low if low >= 0.8 else 0.0)
     axes[1, col].set_ylabel("validation cross-entropy loss (log scale)")
     axes[1, col].set_yscale("log")
     axes[1, col].yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
@@ -284,34 +233,22 @@ for col, rate in enumerate(rates):
     for ax in axes[:, col]:
         step_axis(ax, cnn_steps)
         ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
+fig.legend(handles, ["with BN", "without BN"], loc="lower center",
+           bbox_to_anchor=(0.5, 1.0), ncol=2,
+           title=f"mean and ± one standard deviation over {over_seeds}",
+           handler_map={tuple: HandlerTuple(ndivide=None)})
 fig.tight_layout()
 show(fig, (
-    "For each learning rate, the CNN with and without BN: validation "
-    "accuracy (top) and validation loss on a log scale (bottom) against the"
-    " training step."
+    f"For each learning rate, the CNN with and without BN: validation accuracy (top) "
+    f"and validation loss on a log scale (bottom) against the training step, the mean "
+    f"over {over_seeds} with a band of one standard deviation."
 ))
-
-first = 0
-middle = len(cnn_steps) // 2
-rows = [(f"| learning rate | BN | val. accuracy at step {cnn_steps[first]:,} "
-         f"| at {cnn_steps[middle]:,} | at {cnn_steps[-1]:,} | best | final val. loss "
-         "| seconds |"),
-        "|---:|:---|---:|---:|---:|---:|---:|---:|"]
-for rate in rates:
-    for batch_norm in (True, False):
-        run = runs[(rate, batch_norm)]
-        acc = arr(run["val_accuracy"])
-        best = np.nanmax(acc) if np.isfinite(acc).any() else None
-        rows.append(
-            f"| {rate:g} | {'yes' if batch_norm else 'no'} | {pct(acc[first])} "
-            f"| {pct(acc[middle])} | {pct(acc[-1])} | {pct(best)} "
-            f"| {num(arr(run['val_loss'])[-1])} | {run['wall_seconds']:.0f} |"
-        )
-display(Markdown("\n".join(rows)))
+display(Markdown(findings.cnn_table(results)))
 
 # %% [markdown]
 # ## Reading
 
 # %%
-display(Markdown("\n\n".join(findings.figure1_findings(m) + findings.cnn_findings(m))))
+display(Markdown("\n\n".join(
+    findings.figure1_findings(results) + findings.cnn_findings(results)
+)))

@@ -15,7 +15,7 @@ from pipeline.core import params, runs
 from pipeline.experiments.bn_experiment import analysis as findings
 from pipeline.experiments.bn_experiment import run as figure1
 from pipeline.experiments.bn_experiment.params import Mlp
-from pipeline.reporting.text import percent
+from pipeline.reporting.spread import with_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,11 +43,22 @@ def stage_run(tmp_path_factory):
 
 
 def test_results_file_has_its_shape(stage_run):
-    _, metrics, _ = stage_run
-    mlp, cnn = metrics["mlp"], metrics["cnn"]
-    assert metrics["backend"] == keras.backend.backend()
-    assert metrics["wall_seconds"] > 0
-    assert metrics["params"] == {**TINY["bn_experiment"], "seed": TINY["seed"]}
+    _, results, _ = stage_run
+    assert results["backend"] == keras.backend.backend()
+    assert results["wall_seconds"] > 0
+    assert results["params"] == TINY["bn_experiment"]
+    assert results["seeds"] == TINY["experiments"]["seeds"] == [3, 4]
+    assert [run["seed"] for run in results["by_seed"]] == [3, 4]
+    for run in results["by_seed"]:
+        assert run["wall_seconds"] > 0
+        check_one_seed(run["mlp"], run["cnn"])
+    # Each seed draws its own kernels and batches.
+    first, second = results["by_seed"]
+    assert first["mlp"]["percentiles"] != second["mlp"]["percentiles"]
+    assert first["cnn"]["runs"][0]["loss"] != second["cnn"]["runs"][0]["loss"]
+
+
+def check_one_seed(mlp, cnn):
     assert mlp["steps"] == [0, 10, 20]
     assert (
         mlp["unit"] == 3 and mlp["training_images"] == 240 and mlp["test_images"] == 50
@@ -67,45 +78,43 @@ def test_results_file_has_its_shape(stage_run):
     assert mlp["percentiles"]["bn"] != mlp["percentiles"]["plain"]
     assert cnn["steps"] == [2, 4]
     assert cnn["training_images"] == 224 and cnn["validation_images"] == 16
+    assert cnn["test_images"] == 50
     assert [(r["learning_rate"], r["batch_norm"]) for r in cnn["runs"]] == [
         (0.001, True), (0.001, False)
     ]
-    assert findings.final_accuracies(metrics) == {
-        "mlp_bn_test_accuracy": mlp["bn"][-1],
-        "mlp_plain_test_accuracy": mlp["plain"][-1],
-        "cnn_bn_lr0_001_val_accuracy": cnn["runs"][0]["val_accuracy"][-1],
-        "cnn_plain_lr0_001_val_accuracy": cnn["runs"][1]["val_accuracy"][-1],
-    }
     for run in cnn["runs"]:
         for key in ("val_accuracy", "val_loss", "loss", "accuracy"):
             assert len(run[key]) == 2
         assert all(0 <= a <= 1 for a in run["val_accuracy"])
         assert all(loss > 0 for loss in run["val_loss"])
+        # on the 50 test images: a multiple of 1/50
+        assert 0 <= run["test_accuracy"] <= 1
+        hits = 50 * run["test_accuracy"]
+        assert hits == pytest.approx(round(hits))
 
 
-def test_metrics_file_holds_the_headline_only(stage_run):
+def test_metrics_file_holds_the_headline_over_the_seeds(stage_run):
     _, results, headline = stage_run
-    mlp, (bn, plain) = results["mlp"], results["cnn"]["runs"]
+
+    def over_seeds(pick):
+        values = [pick(run) for run in results["by_seed"]]
+        return pytest.approx(np.mean(values)), pytest.approx(np.std(values, ddof=1))
+
+    def final(index):
+        return over_seeds(lambda run: run["cnn"]["runs"][index]["test_accuracy"])
+
+    bn, plain = final(0), final(1)  # the only rate: 0.001, with and without BN
     assert headline == {
-        "figure1_bn": mlp["bn"][-1],
-        "figure1_plain": mlp["plain"][-1],
-        "cnn_bn_final": bn["val_accuracy"][-1],
-        "cnn_plain_final": plain["val_accuracy"][-1],
-    }
-
-
-def test_headline_takes_the_best_final_accuracy_over_the_rates():
-    mlp = {"bn": [0.5, 0.9], "plain": [0.4, 0.8]}
-    cnn = {"runs": [
-        # Its best step (0.98) is not its final one: the metric is the final one.
-        {"batch_norm": True, "val_accuracy": [0.98, 0.7]},
-        {"batch_norm": False, "val_accuracy": [0.2, None]},
-        {"batch_norm": True, "val_accuracy": [0.3, 0.95]},
-        {"batch_norm": False, "val_accuracy": [0.1, 0.6]},
-    ]}
-    assert findings.metrics({"mlp": mlp, "cnn": cnn}) == {
-        "figure1_bn": 0.9, "figure1_plain": 0.8, "cnn_bn_final": 0.95,
-        "cnn_plain_final": 0.6,
+        "seeds": [3, 4],
+        "baseline_accuracy": bn[0], "baseline_accuracy_std": bn[1],
+        "baseline_learning_rate": 0.001,
+        "figure1_bn": over_seeds(lambda run: run["mlp"]["bn"][-1])[0],
+        "figure1_bn_std": over_seeds(lambda run: run["mlp"]["bn"][-1])[1],
+        "figure1_plain": over_seeds(lambda run: run["mlp"]["plain"][-1])[0],
+        "figure1_plain_std": over_seeds(lambda run: run["mlp"]["plain"][-1])[1],
+        "cnn_bn_final": bn[0], "cnn_bn_final_std": bn[1], "cnn_bn_final_rate": 0.001,
+        "cnn_plain_final": plain[0], "cnn_plain_final_std": plain[1],
+        "cnn_plain_final_rate": 0.001,
     }
 
 
@@ -189,7 +198,9 @@ def test_percentiles_are_of_the_last_sigmoids_input(batch_norm, rng):
 def test_committed_params_are_valid():
     config = experiment_params(ROOT / "params.yaml", "bn_experiment")
     assert config.mlp.batch_size == 60 and config.mlp.steps == 50_000
-    assert 0.0005 in config.cnn.learning_rates
+    # the first rate is the reference setting: the seed's
+    assert config.cnn.learning_rates[0] == 0.0005
+    assert len(config.cnn.learning_rates) >= 2
 
 
 @pytest.mark.parametrize(
@@ -254,17 +265,28 @@ def test_notebook_executes_on_tiny_results(stage_run, monkeypatch):
     assert metrics == findings.metrics(results)
     plots = stage_path("experiment_report@bn_experiment", "plots").read_text()
     assert plots == findings.plots(results)
-    assert plots.splitlines()[0] == "step,bn,plain"
+    assert plots.splitlines()[0] == "step,bn,plain,bn_std,plain_std"
     executed = json.loads(report.with_suffix(".ipynb").read_text())
     outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2  # Figure 1 (a, b, c) and the CNN comparison
+    alts = [o.get("metadata", {}).get("alt", "") for o in images]
+    assert "the mean over 2 seeds with a band of one standard deviation" in alts[0]
+    assert "for seed 3 only" in alts[0]
+    assert "the mean over 2 seeds with a band" in alts[1]
+    assert not [o for o in outputs if o.get("name") == "stderr"]
     html = report.with_suffix(".html").read_text()
     assert "Figure 1a." in html and "The CNN." in html
-    # The reading quotes the measured numbers.
-    bn, plain = results["mlp"]["bn"][-1], results["mlp"]["plain"][-1]
-    assert f"at step 20: {100 * bn:.2f}% vs {100 * plain:.2f}%" in html
+    # The reading quotes the measured numbers over the seeds.
+    bn, plain = ([run["mlp"][v][-1] for run in results["by_seed"]]
+                 for v in ("bn", "plain"))
+    assert f"at step 20: {with_spread(bn)} vs {with_spread(plain)}" in html
+    baseline = with_spread(run["cnn"]["runs"][0]["test_accuracy"]
+                           for run in results["by_seed"])
+    assert f"the report&#39;s baseline, is {baseline}" in html or (
+        f"the report's baseline, is {baseline}" in html
+    )
     assert f"Backend <strong>{keras.backend.backend()}</strong>" in html
 
 
@@ -281,26 +303,31 @@ def test_figure_1_batches_are_not_periodic():
 
 
 def test_the_findings_read_the_stages_results_with_their_numbers(stage_run):
-    _, details, _ = stage_run
-    figure1 = findings.figure1_findings(details)
-    cnn = findings.cnn_findings(details)
+    _, results, _ = stage_run
+    figure1 = findings.figure1_findings(results)
+    cnn = findings.cnn_findings(results)
     for line in figure1 + cnn:
         assert isinstance(line, str) and line.strip()
     assert figure1[0].startswith("**Figure 1a.**")
-    mlp = details["mlp"]
-    bn, plain = percent(mlp["bn"][-1]), percent(mlp["plain"][-1])
-    assert f"at step {mlp['steps'][-1]:,}: {bn} vs {plain}." in figure1[0]
-    final = findings.final_accuracies(details)
-    assert percent(final["mlp_bn_test_accuracy"]) in figure1[0]
-    assert percent(final["mlp_plain_test_accuracy"]) in figure1[0]
-    assert cnn[0] == "**The CNN.**"
-    rates = details["params"]["cnn"]["learning_rates"]
-    for rate in rates:
+    runs = results["by_seed"]
+    bn = with_spread(run["mlp"]["bn"][-1] for run in runs)
+    plain = with_spread(run["mlp"]["plain"][-1] for run in runs)
+    assert f"at step 20: {bn} vs {plain}." in figure1[0]
+    assert "over 2 seeds (3, 4)" in figure1[0]
+    assert cnn[0].startswith("**The CNN.**")
+    for rate in results["params"]["cnn"]["learning_rates"]:
         prefix = f"- Learning rate {rate:g}:"
         line = next(line for line in cnn if line.startswith(prefix))
-        for run in details["cnn"]["runs"]:
-            if run["learning_rate"] == rate:
-                assert percent(run["val_accuracy"][-1]) in line
-    assert cnn[-1].startswith("Caveats:")
-    assert f"{details['cnn']['validation_images']:,} validation images" in cnn[-1]
-    assert f"{mlp['test_images']:,} test images" in cnn[-1]
+        for batch_norm in (True, False):
+            tests = [findings.cnn_run(run, rate, batch_norm)["test_accuracy"]
+                     for run in runs]
+            vals = [findings.cnn_run(run, rate, batch_norm)["val_accuracy"][-1]
+                    for run in runs]
+            assert with_spread(tests) in line and with_spread(vals) in line
+    assert cnn[-1].startswith("Caveats: 2 seeds (3, 4)")
+    first = runs[0]
+    assert f"{first['cnn']['validation_images']:,} validation images" in cnn[-1]
+    assert f"{first['mlp']['test_images']:,} test images" in cnn[-1]
+    # Tables the page shows.
+    assert len(findings.figure1_table(results).splitlines()) == 2 + 3  # 3 steps
+    assert findings.cnn_table(results).count("| 0.001 |") == 2

@@ -1,20 +1,31 @@
 """What the report of the experiment `bn_experiment` shows: its metrics, its plots
-table and the sentences of the "Reading" section of `notebooks/bn_experiment.ipynb`.
+table, the series its figures draw, its tables and the sentences of the "Reading"
+section of `notebooks/bn_experiment.ipynb`.
 
-Each function reads `details`, the dict the experiment writes as its
-results (keys "mlp", "cnn", "params", ...; a value that was not
-finite is stored as None), and returns Markdown: `figure1_findings` for the paper's
-Figure 1 (the 3-layer sigmoid network), `cnn_findings` for the CNN runs and the caveats.
-Pure functions of that dict, numpy only, so the verdicts can be tested without running
-the experiment, Keras or a notebook.
+Each function reads `results`, the file the stage `experiment@bn_experiment` writes:
+the environment, "params" (the experiment's section), "seeds" and "by_seed", one run
+per seed, each with the seed, "mlp" (Figure 1 of Ioffe & Szegedy, with and without BN)
+and "cnn" (the seed's CNN with and without BN at each learning rate); a value that was
+not finite is stored as None. Every number the report compares is a mean over the
+seeds with its standard deviation, and every verdict is chosen from the values of all
+seeds (pipeline.reporting.spread). Pure functions of that dict, numpy only, so the
+verdicts can be tested without running the experiment, Keras or a notebook.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from pipeline.reporting.spread import (
+    BEYOND,
+    apart,
+    difference_noise,
+    mean_std,
+    over_seeds,
+    with_spread,
+)
 from pipeline.reporting.text import (
     N_CLASSES,
     as_array,
@@ -25,14 +36,143 @@ from pipeline.reporting.text import (
     standard_error,
 )
 
-Details = Mapping[str, Any]
+Results = Mapping[str, Any]
+Run = Mapping[str, Any]
 
+TITLE = "bnk: what batch normalization buys"
 #: Accuracy levels Figure 1a's verdict asks about (the two highest that were reached).
 ACCURACY_LEVELS = (0.9, 0.95, 0.97, 0.98)
-#: A CNN run "trained" when its final validation accuracy is above this.
+#: A CNN run "trained" when its final test accuracy is above this.
 TRAINED_LEVEL = 0.5
 #: A CNN run whose best validation accuracy stays below this never left chance level.
 CHANCE_CEILING = 0.2
+#: BN's sigmoid input is "steadier, as in the paper" when its largest percentile
+#: movement is below this share of the plain network's (and apart from it).
+STEADIER_SHARE = 0.5
+#: The variants of both networks, as the results name them and the report calls them.
+VARIANTS = {"bn": "with BN", "plain": "without BN"}
+
+
+# Reading the results.
+
+
+def seed_list(results: Results) -> list[int]:
+    """The seeds, in the order of `by_seed`."""
+    return [run["seed"] for run in results["by_seed"]]
+
+
+def plotted_run(results: Results) -> Run:
+    """The run of the first seed: the one Figures 1b/1c and the percentile columns of
+    the Figure 1 table show (a unit's percentiles are not averaged over seeds: in each
+    seed the unit starts from other weights)."""
+    return results["by_seed"][0]
+
+
+def mlp_steps(results: Results) -> np.ndarray:
+    """The steps at which Figure 1's networks were evaluated (the same in every
+    seed)."""
+    return np.array(plotted_run(results)["mlp"]["steps"])
+
+
+def by_seed_rows(rows: Iterable[Iterable[float | None]]) -> np.ndarray:
+    """One row per seed, one column per evaluation (None as NaN)."""
+    return np.array([as_array(row) for row in rows])
+
+
+def column_spread(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation over the seeds (rows) at each evaluation (column),
+    of the finite values."""
+    pairs = [mean_std(column) for column in np.asarray(matrix, float).T]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def mlp_accuracy(results: Results, variant: str) -> np.ndarray:
+    """Figure 1's test accuracy of `variant` ("bn", "plain"): seeds × steps."""
+    return by_seed_rows(run["mlp"][variant] for run in results["by_seed"])
+
+
+def learning_rates(results: Results) -> list[float]:
+    return list(results["params"]["cnn"]["learning_rates"])
+
+
+def reference_rate(results: Results) -> float:
+    """The reference setting's learning rate: the first of
+    `bn_experiment.cnn.learning_rates`, the seed's own."""
+    return learning_rates(results)[0]
+
+
+def cnn_run(run: Run, rate: float, batch_norm: bool) -> Run:
+    """One seed's CNN run at `rate`, with or without BN."""
+    for cnn in run["cnn"]["runs"]:
+        if cnn["learning_rate"] == rate and cnn["batch_norm"] == batch_norm:
+            return cnn
+    raise KeyError(f"no CNN run at learning rate {rate:g}, batch_norm={batch_norm}")
+
+
+def cnn_series(results: Results, rate: float, batch_norm: bool, key: str) -> np.ndarray:
+    """A CNN run's per-evaluation `key` ("val_accuracy", "val_loss", "loss"):
+    seeds × evaluations."""
+    return by_seed_rows(
+        cnn_run(run, rate, batch_norm)[key] for run in results["by_seed"]
+    )
+
+
+def cnn_test_accuracy(results: Results, rate: float, batch_norm: bool) -> np.ndarray:
+    """A CNN run's final test accuracy in each seed (a non-finite one as 0)."""
+    return np.nan_to_num(
+        over_seeds(results, lambda run: cnn_run(run, rate, batch_norm)["test_accuracy"])
+    )
+
+
+def spread_text(values: Iterable[float], digits: int = 2) -> str:
+    """A number over seeds as "1.28 ± 0.10" (mean ± standard deviation), "n/a" if none
+    is finite."""
+    mean, std = mean_std(values)
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def points_text(differences: Iterable[float]) -> str:
+    """Differences of accuracies over seeds as "+1.2 ± 0.3 points"."""
+    mean, std = mean_std(differences)
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{100 * mean:+.1f} ± {100 * std:.1f} points"
+
+
+def count_text(results: Results) -> str:
+    """How many seeds: "3 seeds"."""
+    count = len(seed_list(results))
+    return f"{count} seed{'s' if count != 1 else ''}"
+
+
+def seeds_text(results: Results) -> str:
+    """The seeds: "3 seeds (0, 1, 2)"."""
+    return f"{count_text(results)} ({rate_list(seed_list(results))})"
+
+
+def gap_and_noise(
+    a: Sequence[float], b: Sequence[float], images: int
+) -> tuple[float, float]:
+    """The difference of the means of the accuracies `a` and `b` (one per seed), and
+    the noise it must exceed: the larger of twice the standard error of the difference
+    over the seeds and twice the standard error of an accuracy measured on `images`
+    images (every seed is tested on the same images; at 50% at least)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    top = max(mean_std(a)[0], mean_std(b)[0], 0.5)
+    images_noise = 2 * standard_error(top, images)
+    return mean_std(a)[0] - mean_std(b)[0], max(difference_noise(a, b), images_noise)
+
+
+def noise_words(images: int, what: str = "test") -> str:
+    return (
+        f"{BEYOND:g} standard errors of the difference over the seeds or of an "
+        f"accuracy on {images:,} {what} images, whichever is larger"
+    )
+
+
+# Figure 1a.
 
 
 def first_step_reaching(
@@ -54,6 +194,109 @@ def accuracy_levels(top: float) -> list[float]:
 def first_trained_index(steps: Sequence[int] | np.ndarray) -> int:
     """Index of the first evaluation after step 0 (at step 0 both are at chance)."""
     return 1 if len(steps) > 1 else 0
+
+
+def figure1a_series(results: Results) -> dict[str, np.ndarray]:
+    """Figure 1a over the seeds: "steps", and for "bn" and "plain" the mean test
+    accuracy at each step and its standard deviation ("bn_std", "plain_std")."""
+    series = {"steps": mlp_steps(results)}
+    for variant in VARIANTS:
+        series[variant], series[f"{variant}_std"] = column_spread(
+            mlp_accuracy(results, variant)
+        )
+    return series
+
+
+def steps_text(reached: Sequence[int | None], last: int) -> str:
+    """When each seed first reached a level: "at step 200" (in every seed), or one
+    step per seed, "never" where it did not in `last` steps."""
+    if len(set(reached)) == 1:
+        (step,) = set(reached)
+        said = f"at step {step:,}" if step is not None else f"never in {last:,} steps"
+        return said + (" in every seed" if len(reached) > 1 else "")
+    each = ", ".join(f"{step:,}" if step is not None else "never" for step in reached)
+    return f"at step {each} (one per seed)"
+
+
+def level_verdict(bn: Sequence[int | None], plain: Sequence[int | None]) -> str:
+    """Whether BN reached an accuracy level "sooner" in every seed, in "none", or in
+    "some" of them (a level never reached counts as later than any step)."""
+    sooner = [
+        b is not None and (q is None or b < q) for b, q in zip(bn, plain, strict=True)
+    ]
+    return "sooner" if all(sooner) else "none" if not any(sooner) else "some"
+
+
+def figure1a_findings(results: Results) -> list[str]:
+    """Figure 1a: test accuracy at a few steps, when each network first reached the
+    highest accuracy levels in each seed, and whether BN trains faster and ends
+    higher."""
+    steps = mlp_steps(results)
+    bn, plain = mlp_accuracy(results, "bn"), mlp_accuracy(results, "plain")
+    n_test = plotted_run(results)["mlp"]["test_images"]
+    lines = []
+
+    i_first = first_trained_index(steps)
+    i_tenth = int(np.argmin(np.abs(steps - steps[-1] / 10)))
+    marks = sorted({i_first, i_tenth, len(steps) - 1})
+    said = "; ".join(
+        f"at step {steps[i]:,}: {with_spread(bn[:, i])} vs {with_spread(plain[:, i])}"
+        for i in marks
+    )
+    lines.append(
+        f"**Figure 1a.** Test accuracy with BN vs without, mean ± standard deviation "
+        f"in points over {seeds_text(results)}: {said}."
+    )
+
+    top = np.nanmax(np.concatenate([column_spread(bn)[0], column_spread(plain)[0]]))
+    verdicts = []
+    for level in accuracy_levels(top)[-2:]:
+        b = [first_step_reaching(steps, row, level) for row in bn]
+        q = [first_step_reaching(steps, row, level) for row in plain]
+        lines.append(
+            f"- {100 * level:g}% test accuracy: with BN {steps_text(b, steps[-1])}, "
+            f"without BN {steps_text(q, steps[-1])}."
+        )
+        verdicts.append(level_verdict(b, q))
+
+    if all(v == "sooner" for v in verdicts):
+        verdict = (
+            "BN trains faster (it reaches these levels sooner in every seed), as in "
+            "the paper"
+        )
+    elif all(v == "none" for v in verdicts):
+        verdict = (
+            "BN does not train faster here (it reaches none of these levels sooner, "
+            "in any seed), unlike the paper"
+        )
+    else:
+        verdict = (
+            "BN reaches some of these levels sooner and others not, or not in every "
+            "seed: only partly as in the paper"
+        )
+    gap, noise = gap_and_noise(bn[:, -1], plain[:, -1], n_test)
+    if gap > noise:
+        verdict += (
+            f", and ends higher ({100 * gap:+.2f} points, beyond the noise of "
+            f"{100 * noise:.2f}: {noise_words(n_test)}), as in the paper."
+        )
+    elif gap >= -noise:
+        verdict += (
+            f"; at the end the two are within the noise of each other "
+            f"({100 * gap:+.2f} points against {100 * noise:.2f}: "
+            f"{noise_words(n_test)}), so the final advantage the paper's figure shows "
+            f"is not resolved here."
+        )
+    else:
+        verdict += (
+            f"; the network without BN ends higher ({100 * gap:+.2f} points, beyond "
+            f"the noise of {100 * noise:.2f}), unlike the paper."
+        )
+    lines.append(verdict[0].upper() + verdict[1:])
+    return lines
+
+
+# Figures 1b/1c.
 
 
 @dataclass(frozen=True)
@@ -84,144 +327,140 @@ def drift_summary(
     )
 
 
-def figure1a_findings(details: Details) -> list[str]:
-    """Figure 1a: test accuracy at a few steps, when each network reached the highest
-    accuracy levels, and whether BN trains faster and ends higher."""
-    mlp = details["mlp"]
-    steps = np.array(mlp["steps"])
-    bn_acc, plain_acc = as_array(mlp["bn"]), as_array(mlp["plain"])
-    n_test = mlp["test_images"]
-    lines = []
-
-    i_first = first_trained_index(steps)
-    i_tenth = int(np.argmin(np.abs(steps - steps[-1] / 10)))
-    marks = sorted({i_first, i_tenth, len(steps) - 1})
-    said = "; ".join(
-        f"at step {steps[i]:,}: {percent(bn_acc[i])} vs {percent(plain_acc[i])}"
-        for i in marks
-    )
-    lines.append(f"**Figure 1a.** Test accuracy with BN vs without: {said}.")
-
-    top = np.nanmax(np.concatenate([bn_acc, plain_acc]))
-    never = f"never in {steps[-1]:,} steps"
-    faster = []
-    for level in accuracy_levels(top)[-2:]:
-        b = first_step_reaching(steps, bn_acc, level)
-        q = first_step_reaching(steps, plain_acc, level)
-        b_text = f"at step {b:,}" if b is not None else never
-        q_text = f"at step {q:,}" if q is not None else never
-        lines.append(
-            f"- {100 * level:g}% test accuracy: with BN {b_text}, without BN {q_text}."
-        )
-        faster.append(b is not None and (q is None or b < q))
-
-    final_gap = bn_acc[-1] - plain_acc[-1]
-    noise = 2 * standard_error(max(bn_acc[-1], plain_acc[-1]), n_test)
-    if all(faster):
-        verdict = "BN trains faster, as in the paper"
-    elif any(faster):
-        verdict = (
-            "BN reaches some accuracy levels sooner and others not, only partly as in "
-            "the paper"
-        )
-    else:
-        verdict = "BN does not train faster here, unlike the paper"
-    if final_gap > noise:
-        verdict += (
-            f", and ends higher ({100 * final_gap:+.2f} points, more than twice the "
-            f"standard error of {n_test:,} test images), as in the paper."
-        )
-    elif final_gap >= -noise:
-        verdict += (
-            f"; at the end the two are within {100 * noise:.2f} points (twice the "
-            f"standard error of {n_test:,} test images) of each other "
-            f"({100 * final_gap:+.2f}), so the final advantage the paper's figure "
-            f"shows is not resolved here."
-        )
-    else:
-        verdict += (
-            f"; the network without BN ends higher ({100 * final_gap:+.2f} points), "
-            f"unlike the paper."
-        )
-    lines.append(verdict[0].upper() + verdict[1:])
-    return lines
+def drifts(results: Results, variant: str) -> list[Drift]:
+    """`drift_summary` of `variant`'s watched sigmoid in each seed."""
+    start = first_trained_index(mlp_steps(results))
+    return [
+        drift_summary(run["mlp"]["percentiles"][variant], start)
+        for run in results["by_seed"]
+    ]
 
 
-def figure1bc_findings(details: Details) -> list[str]:
+def drift_verdict(results: Results) -> str:
+    """How much BN's sigmoid input moves against the plain network's (the largest
+    percentile movement, over the seeds): "steadier" (apart, and less than
+    `STEADIER_SHARE` of it), "less" (apart, but more than that share), "about" (not
+    apart) or "more" (apart, and more)."""
+    bn = [d.all_range for d in drifts(results, "bn")]
+    plain = [d.all_range for d in drifts(results, "plain")]
+    if not apart(bn, plain):
+        return "about"
+    bn_mean, plain_mean = mean_std(bn)[0], mean_std(plain)[0]
+    if bn_mean > plain_mean:
+        return "more"
+    return "steadier" if bn_mean < STEADIER_SHARE * plain_mean else "less"
+
+
+SANTURKAR = (
+    "Santurkar et al. (2018) inject noise after BN that restores such a shift and "
+    "find BN's benefit unchanged; they attribute it to a smoother loss landscape "
+    "(more predictive gradients), which this experiment does not measure."
+)
+
+
+def figure1bc_findings(results: Results) -> list[str]:
     """Figures 1b/1c: how the input to the watched sigmoid drifted with and without
     BN, what BN learned (γ, β), and what the drift does and does not show."""
-    mlp = details["mlp"]
-    steps = np.array(mlp["steps"])
-    unit = mlp["unit"]
-    percentiles = mlp["percentiles"]
+    steps = mlp_steps(results)
+    unit = plotted_run(results)["mlp"]["unit"]
     i_first = first_trained_index(steps)
+    found = {variant: drifts(results, variant) for variant in VARIANTS}
     lines = []
 
-    d_bn = drift_summary(percentiles["bn"], i_first)
-    d_plain = drift_summary(percentiles["plain"], i_first)
-    for label, d in (("Without BN", d_plain), ("With BN", d_bn)):
+    def over(variant: str, field: str) -> str:
+        return spread_text(getattr(d, field) for d in found[variant])
+
+    for variant in ("plain", "bn"):
+        label = VARIANTS[variant][0].upper() + VARIANTS[variant][1:]
         lines.append(
-            f"- {label}, the median input to sigmoid {unit} went from {d.start:.2f} "
-            f"(step {steps[i_first]:,}) to {d.end:.2f} (step {steps[-1]:,}), spanning "
-            f"{d.range:.2f} over training; the 15th–85th percentile band went from "
-            f"{d.width_start:.2f} to {d.width_end:.2f} wide (largest movement of any "
-            f"of the three percentiles: {d.all_range:.2f})."
+            f"- {label}, the median input to sigmoid {unit} went from "
+            f"{over(variant, 'start')} (step {steps[i_first]:,}) to "
+            f"{over(variant, 'end')} (step {steps[-1]:,}), spanning "
+            f"{over(variant, 'range')} over training; the 15th–85th percentile band "
+            f"went from {over(variant, 'width_start')} to {over(variant, 'width_end')} "
+            f"wide (largest movement of any of the three percentiles: "
+            f"{over(variant, 'all_range')})."
         )
 
-    gamma, beta = as_array(mlp["bn_gamma"]), as_array(mlp["bn_beta"])
-    learned = (
-        f"that unit's γ went from {gamma[i_first]:.2f} to {gamma[-1]:.2f} and its β "
-        f"from {beta[i_first]:.2f} to {beta[-1]:.2f} between steps "
-        f"{steps[i_first]:,} and {steps[-1]:,}"
+    def learned(key: str, i: int) -> str:
+        return spread_text(as_array(run["mlp"][key])[i] for run in results["by_seed"])
+
+    movement = (
+        f"largest percentile movement {over('bn', 'all_range')} with BN vs "
+        f"{over('plain', 'all_range')} without, mean ± standard deviation over the "
+        f"{count_text(results)}"
     )
-    steadier = d_bn.all_range < 0.5 * d_plain.all_range
-    if steadier:
+    verdict = drift_verdict(results)
+    beyond = f"beyond {BEYOND:g} standard errors of the difference"
+    if verdict == "steadier":
         text = (
             f"**Figures 1b/1c.** Without BN the distribution drifts; with BN it is "
-            f"steadier (largest percentile movement {d_bn.all_range:.2f} vs "
-            f"{d_plain.all_range:.2f}), as in the paper. "
+            f"steadier ({movement}: less than {STEADIER_SHARE:.0%} of it, {beyond}), "
+            f"as in the paper. "
+        )
+    elif verdict == "less":
+        text = (
+            f"**Figures 1b/1c.** With BN the sigmoid input moves less than without "
+            f"({movement}, {beyond}), but more than {STEADIER_SHARE:.0%} as much: "
+            f"steadier, though less still than the paper's panel (c). "
+        )
+    elif verdict == "about":
+        text = (
+            f"**Figures 1b/1c.** Unlike the paper, the BN network's sigmoid input "
+            f"moves about as much as the plain one's, as far as the seeds tell "
+            f"({movement}: the difference is within {BEYOND:g} of its standard "
+            f"errors). "
         )
     else:
         text = (
             f"**Figures 1b/1c.** Unlike the paper, the BN network's sigmoid input "
-            "moves more than half as much as the plain one's (largest percentile "
-            f"movement {d_bn.all_range:.2f} vs {d_plain.all_range:.2f}). "
+            f"moves more than the plain one's ({movement}, {beyond}). "
         )
     text += (
         f"With BN the steadiness is largely by construction: within a batch the input "
         f"to the sigmoid has mean β and standard deviation γ, so what moves is what BN "
-        f"learns: {learned}."
+        f"learns: that unit's γ went from {learned('bn_gamma', i_first)} to "
+        f"{learned('bn_gamma', -1)} and its β from {learned('bn_beta', i_first)} to "
+        f"{learned('bn_beta', -1)} between steps {steps[i_first]:,} and "
+        f"{steps[-1]:,}."
     )
-    if abs(d_bn.width_end - d_bn.width_start) > 0.25 * d_bn.width_start:
+    widened = [abs(d.width_end - d.width_start) > 0.25 * d.width_start
+               for d in found["bn"]]
+    if all(widened):
         text += (
             f" So the BN input is not frozen: its 15th–85th band went from "
-            f"{d_bn.width_start:.2f} to {d_bn.width_end:.2f} wide, which the paper's "
-            f"panel (c), where the percentiles stay put, does not show."
+            f"{over('bn', 'width_start')} to {over('bn', 'width_end')} wide (by more "
+            f"than a quarter in every seed), which the paper's panel (c), where the "
+            f"percentiles stay put, does not show."
         )
     lines.append(text)
-    santurkar = (
-        "Santurkar et al. (2018) inject noise after BN that restores such a shift and "
-        "find BN's benefit unchanged; they attribute it to a smoother loss landscape "
-        "(more predictive gradients), which this experiment does not measure."
-    )
-    if steadier:
+    if verdict == "steadier":
         lines.append(
             "This shows that BN reduces the drift the paper calls internal covariate "
             "shift; it does not show that the reduced drift is why BN trains faster. "
-            + santurkar
+            + SANTURKAR
+        )
+    elif verdict == "less":
+        lines.append(
+            "This shows BN reducing the drift the paper calls internal covariate "
+            "shift, though by less than half; it does not show that the reduced drift "
+            "is why BN trains faster. " + SANTURKAR
         )
     else:
         lines.append(
-            "So this run does not show BN reducing the drift the paper calls internal "
+            "So these runs do not show BN reducing the drift the paper calls internal "
             "covariate shift, nor, then, that such a reduction is why BN trains "
-            "faster. " + santurkar
+            "faster. " + SANTURKAR
         )
     return lines
 
 
-def figure1_findings(details: Details) -> list[str]:
+def figure1_findings(results: Results) -> list[str]:
     """The Markdown paragraphs on Figure 1: panel (a), then panels (b) and (c)."""
-    return figure1a_findings(details) + figure1bc_findings(details)
+    return figure1a_findings(results) + figure1bc_findings(results)
+
+
+# The CNN.
 
 
 def run_trouble(
@@ -256,167 +495,418 @@ def run_trouble(
     return ""
 
 
-def final_val_accuracy(run: Mapping[str, Any]) -> float:
-    """A CNN run's last validation accuracy, 0 if it was not finite."""
-    return float(np.nan_to_num(as_array(run["val_accuracy"])[-1]))
+def trained(results: Results, rate: float, batch_norm: bool) -> np.ndarray:
+    """In each seed, whether the CNN learned something at `rate`: final test accuracy
+    above `TRAINED_LEVEL`."""
+    return cnn_test_accuracy(results, rate, batch_norm) > TRAINED_LEVEL
 
 
-def trained(run: Mapping[str, Any]) -> bool:
-    """Whether a CNN run learned something: final validation accuracy above
-    `TRAINED_LEVEL` (a non-finite one counts as 0)."""
-    return final_val_accuracy(run) > TRAINED_LEVEL
+def best_rate(results: Results, batch_norm: bool) -> float:
+    """The learning rate with the highest mean final test accuracy (the first of
+    equals)."""
+    rates = learning_rates(results)
+    means = [mean_std(cnn_test_accuracy(results, r, batch_norm))[0] for r in rates]
+    return rates[int(np.argmax(np.nan_to_num(means, nan=-1.0)))]
 
 
-def cnn_findings(details: Details) -> list[str]:
-    """The Markdown paragraphs on the CNN runs (one per learning rate, an overall
-    verdict, the learning-rate claim), then the caveats, which also quote Figure 1's
-    final accuracy."""
-    mlp, cnn = details["mlp"], details["cnn"]
-    rates = details["params"]["cnn"]["learning_rates"]
-    runs = {(r["learning_rate"], r["batch_norm"]): r for r in cnn["runs"]}
-    cnn_steps = np.array(cnn["steps"])
-    n_val, n_test = cnn["validation_images"], mlp["test_images"]
-    lines = ["**The CNN.**"]
-
-    ahead = []
-    for rate in rates:
-        b, q = runs[(rate, True)], runs[(rate, False)]
-        ba, qa = as_array(b["val_accuracy"]), as_array(q["val_accuracy"])
-        bl, ql = as_array(b["val_loss"]), as_array(q["val_loss"])
-        text = (
-            f"- Learning rate {rate:g}: validation accuracy after {cnn_steps[-1]:,} "
-            f"steps {percent(ba[-1])} with BN vs {percent(qa[-1])} without (loss "
-            f"{decimal(bl[-1])} vs {decimal(ql[-1])}); after {cnn_steps[0]:,} steps "
-            f"{percent(ba[0])} vs {percent(qa[0])}."
+def cnn_verdicts(results: Results) -> dict[float, str]:
+    """At each learning rate, which variant ends with the higher test accuracy beyond
+    the noise (`gap_and_noise`): "bn", "plain" or "tied"."""
+    n_test = plotted_run(results)["cnn"]["test_images"]
+    verdicts = {}
+    for rate in learning_rates(results):
+        gap, noise = gap_and_noise(
+            cnn_test_accuracy(results, rate, True),
+            cnn_test_accuracy(results, rate, False),
+            n_test,
         )
-        text += run_trouble("with BN", cnn_steps, ba, bl, as_array(b["loss"]))
-        text += run_trouble("without BN", cnn_steps, qa, ql, as_array(q["loss"]))
-        lines.append(text)
-        b_final, q_final = np.nan_to_num(ba[-1]), np.nan_to_num(qa[-1])
-        noise = 2 * standard_error(max(b_final, q_final, 0.5), n_val)
-        ahead.append((rate, b_final - q_final, noise))
-    clear = [rate for rate, gap, noise in ahead if gap > noise]
-    behind = [rate for rate, gap, noise in ahead if gap < -noise]
-    tied = [rate for rate, gap, noise in ahead if abs(gap) <= noise]
+        verdicts[rate] = "bn" if gap > noise else "plain" if gap < -noise else "tied"
+    return verdicts
+
+
+def baseline_findings(results: Results) -> str:
+    """The report's baseline: BN at the reference setting, on the test images."""
+    rate = reference_rate(results)
+    n_test = plotted_run(results)["cnn"]["test_images"]
+    return (
+        f"**The CNN.** The reference setting is the seed's learning rate, {rate:g}, "
+        f"with BN; its final test accuracy on {n_test:,} test images, the report's "
+        f"baseline, is {with_spread(cnn_test_accuracy(results, rate, True))} over "
+        f"{seeds_text(results)}."
+    )
+
+
+def rate_findings(results: Results, rate: float) -> str:
+    """The bullet on the CNN runs at `rate`: test and validation accuracy with and
+    without BN, and anything that went wrong in any seed."""
+    steps = np.array(plotted_run(results)["cnn"]["steps"])
+    n_test = plotted_run(results)["cnn"]["test_images"]
+    acc = {bn: cnn_series(results, rate, bn, "val_accuracy") for bn in (True, False)}
+    loss = {bn: cnn_series(results, rate, bn, "val_loss") for bn in (True, False)}
+    text = (
+        f"- Learning rate {rate:g}: final test accuracy "
+        f"{with_spread(cnn_test_accuracy(results, rate, True))} with BN vs "
+        f"{with_spread(cnn_test_accuracy(results, rate, False))} without (on "
+        f"{n_test:,} test images); validation accuracy after {steps[-1]:,} steps "
+        f"{with_spread(acc[True][:, -1])} vs {with_spread(acc[False][:, -1])} (loss "
+        f"{spread_text(loss[True][:, -1], 3)} vs "
+        f"{spread_text(loss[False][:, -1], 3)}); "
+        f"after {steps[0]:,} steps {with_spread(acc[True][:, 0])} vs "
+        f"{with_spread(acc[False][:, 0])}."
+    )
+    seeds = seed_list(results)
+    for batch_norm in (True, False):
+        train_loss = cnn_series(results, rate, batch_norm, "loss")
+        for i, seed in enumerate(seeds):
+            label = VARIANTS["bn" if batch_norm else "plain"]
+            if len(seeds) > 1:
+                label += f" in seed {seed}"
+            text += run_trouble(
+                label, steps, acc[batch_norm][i], loss[batch_norm][i], train_loss[i]
+            )
+    return text
+
+
+def learning_rate_claim(results: Results) -> str:
+    """The paragraph on the paper's claim that BN allows higher learning rates: at
+    which rates each variant trained, in every seed or in some, and what that shows."""
+    rates = learning_rates(results)
+    steps = plotted_run(results)["cnn"]["steps"]
+    ok = {bn: {r: trained(results, r, bn) for r in rates} for bn in (True, False)}
+    every = {bn: [r for r in rates if ok[bn][r].all()] for bn in ok}
+    some = {bn: [r for r in rates if ok[bn][r].any()] for bn in ok}
+    text = (
+        f"Rates at which the network trained (final test accuracy above "
+        f"{TRAINED_LEVEL:.0%}) in every seed: with BN "
+        f"{rate_list(every[True], 'none')}; without BN "
+        f"{rate_list(every[False], 'none')}."
+    )
+    mixed = sorted({r for bn in (True, False) for r in some[bn] if r not in every[bn]})
+    if mixed:
+        only = {bn: [r for r in some[bn] if r not in every[bn]] for bn in (True, False)}
+        text += (
+            f" In some seeds but not all: with BN {rate_list(only[True], 'none')}; "
+            f"without BN {rate_list(only[False], 'none')}."
+        )
+    text += " The paper (sections 3.3 and 4.2.1) says BN allows higher learning rates; "
+    if every[True] and (not some[False] or max(every[True]) > max(some[False])):
+        text += (
+            "that holds here: in every seed BN trains at a rate where the network "
+            "without it trains in none."
+        )
+    elif mixed:
+        text += (
+            f"the seeds do not settle it: at {rate_list(mixed)} a network trained in "
+            f"some seeds and not in others."
+        )
+    elif not every[True] and not every[False]:
+        text += "these runs do not show it: neither trains at any of these rates."
+    elif every[True] == every[False]:
+        text += "these runs do not show it: both train at the same rates."
+    else:
+        text += "these runs do not show it."
+    both = [r for r in rates if r in every[True] and r in every[False]]
+    if both:
+
+        def early_lead(rate: float) -> str:
+            b = np.nan_to_num(cnn_series(results, rate, True, "val_accuracy")[:, 0])
+            q = np.nan_to_num(cnn_series(results, rate, False, "val_accuracy")[:, 0])
+            return f"{points_text(b - q)} at {rate:g}"
+
+        verdicts = cnn_verdicts(results)
+        late = [r for r in both if verdicts[r] == "tied"]
+        text += (
+            f" Where both train, BN's lead in validation accuracy after {steps[0]:,} "
+            f"steps was {', '.join(early_lead(r) for r in both)}; "
+        )
+        if late:
+            text += (
+                f"by step {steps[-1]:,} their final test accuracies are within the "
+                f"noise at {rate_list(late)}."
+            )
+        else:
+            text += (
+                f"by step {steps[-1]:,} one of them is ahead at every such rate (see "
+                f"above)."
+            )
+
+    def best(batch_norm: bool) -> str:
+        rate = best_rate(results, batch_norm)
+        accuracy = cnn_test_accuracy(results, rate, batch_norm)
+        close = [
+            r
+            for r in rates
+            if r != rate
+            and not apart(accuracy, cnn_test_accuracy(results, r, batch_norm))
+        ]
+        said = f"at rate {rate:g} ({with_spread(accuracy)})"
+        if close:
+            said += f", not apart over the seeds from that at {rate_list(close)}"
+        return said
+
+    text += (
+        f" The best final test accuracy with BN is {best(True)}; without BN "
+        f"{best(False)}."
+    )
+    return text
+
+
+def cnn_findings(results: Results) -> list[str]:
+    """The Markdown paragraphs on the CNN runs (the baseline, one per learning rate,
+    an overall verdict, the learning-rate claim), then the caveats, which also quote
+    Figure 1's final accuracy."""
+    rates = learning_rates(results)
+    cnn = plotted_run(results)["cnn"]
+    n_val, n_test = cnn["validation_images"], cnn["test_images"]
+    lines = [baseline_findings(results)]
+    lines += [rate_findings(results, rate) for rate in rates]
+
+    verdicts = cnn_verdicts(results)
+    clear = [r for r in rates if verdicts[r] == "bn"]
+    tied = [r for r in rates if verdicts[r] == "tied"]
+    behind = [r for r in rates if verdicts[r] == "plain"]
     summary = []
     if clear:
         summary.append(f"BN ends clearly ahead at learning rate(s) {rate_list(clear)}")
     if tied:
-        summary.append(
-            f"the two are within twice the standard error of {n_val:,} validation "
-            f"images at {rate_list(tied)}"
-        )
+        summary.append(f"the two are within the noise at {rate_list(tied)}")
     if behind:
         summary.append(
             f"the network without BN ends ahead at {rate_list(behind)} (against the "
             f"paper's claim that BN helps at every rate)"
         )
-    lines.append("Overall: " + "; ".join(summary) + ".")
-
-    usable_bn = [r for r in rates if trained(runs[(r, True)])]
-    usable_plain = [r for r in rates if trained(runs[(r, False)])]
-    best_plain = max(rates, key=lambda r: final_val_accuracy(runs[(r, False)]))
-    best_bn = max(rates, key=lambda r: final_val_accuracy(runs[(r, True)]))
-    text = (
-        f"Rates at which the network trained (final validation accuracy above "
-        f"{TRAINED_LEVEL:.0%}): with BN {rate_list(usable_bn, 'none')}; without BN "
-        f"{rate_list(usable_plain, 'none')}. The paper (sections 3.3 and 4.2.1) says "
-        f"BN allows higher learning rates; "
-    )
-    if usable_bn and (not usable_plain or max(usable_bn) > max(usable_plain)):
-        text += (
-            "that holds here: BN trains at a rate where the network without it does "
-            "not."
-        )
-    elif usable_bn == usable_plain:
-        text += "these runs do not show it: both train at the same rates."
-    else:
-        text += "these runs do not show it."
-    both = [r for r in rates if r in usable_bn and r in usable_plain]
-    if both:
-
-        def early_lead(rate: float) -> float:
-            b = as_array(runs[(rate, True)]["val_accuracy"])[0]
-            q = as_array(runs[(rate, False)]["val_accuracy"])[0]
-            return 100 * (np.nan_to_num(b) - np.nan_to_num(q))
-
-        early = ", ".join(f"{early_lead(r):+.1f} points at {r:g}" for r in both)
-        late = [r for r in both if r in tied]
-        text += (
-            f" Where both train, BN's lead in validation accuracy after "
-            f"{cnn_steps[0]:,} steps was {early}; "
-        )
-        if late:
-            text += (
-                f"by step {cnn_steps[-1]:,} the gap is within noise at "
-                f"{rate_list(late, 'none')}."
-            )
-        else:
-            text += f"by step {cnn_steps[-1]:,} see the list above."
-    text += (
-        f" The best final accuracy is at rate {best_bn:g} with BN and {best_plain:g} "
-        f"without."
-    )
-    lines.append(text)
-
-    finals = [final_val_accuracy(r) for r in cnn["runs"] if trained(r)]
-    ref_val = float(np.median(finals)) if finals else 0.5
-    bn_acc, plain_acc = as_array(mlp["bn"]), as_array(mlp["plain"])
-    ref_test = float(np.nanmax([bn_acc[-1], plain_acc[-1]]))
-    steps_run = details["params"]["cnn"]["steps"]
     lines.append(
-        f"Caveats: one seed; the CNN runs are short ({steps_run:,} steps, not "
-        f"converged), so they show early training; differences below about twice the "
-        f"standard error are noise: ≈{100 * 2 * standard_error(ref_val, n_val):.1f} "
-        f"points at {100 * ref_val:.0f}% (the median final accuracy of the CNN runs "
+        f"Overall, in final test accuracy (noise: {noise_words(n_test)}): "
+        + "; ".join(summary)
+        + "."
+    )
+    lines.append(learning_rate_claim(results))
+
+    finals = [
+        value
+        for r in rates
+        for bn in (True, False)
+        for value, ok in zip(
+            cnn_series(results, r, bn, "val_accuracy")[:, -1],
+            trained(results, r, bn),
+            strict=True,
+        )
+        if ok and np.isfinite(value)
+    ]
+    ref_val = float(np.median(finals)) if finals else 0.5
+    mlp_finals = [mean_std(mlp_accuracy(results, v)[:, -1])[0] for v in VARIANTS]
+    ref_test = float(np.nanmax(mlp_finals))
+    n_mlp_test = plotted_run(results)["mlp"]["test_images"]
+    lines.append(
+        f"Caveats: {seeds_text(results)}, too few for a precise standard deviation; "
+        f"Figures 1b/1c and the percentile columns of the Figure 1 table show seed "
+        f"{seed_list(results)[0]} only. The CNN runs are short "
+        f"({results['params']['cnn']['steps']:,} steps, not converged), so they show "
+        f"early training. Every seed is evaluated on the same images, so a difference "
+        f"below about twice the standard error of those images is noise whatever the "
+        f"seeds say: ≈{100 * 2 * standard_error(ref_val, n_val):.1f} points at "
+        f"{100 * ref_val:.0f}% (the median final validation accuracy of the CNN runs "
         f"that trained) on {n_val:,} validation images, "
-        f"≈{100 * 2 * standard_error(ref_test, n_test):.1f} points at "
-        f"{100 * ref_test:.0f}% (Figure 1's final accuracy) on {n_test:,} test images."
+        f"≈{100 * 2 * standard_error(ref_test, n_mlp_test):.1f} points at "
+        f"{100 * ref_test:.0f}% (Figure 1's final accuracy) on {n_mlp_test:,} test "
+        f"images."
     )
     return lines
 
 
-TITLE = "bnk: what batch normalization buys"
+# Setup, tables and figure series for the notebook.
 
 
-def final_accuracies(details: Details) -> dict[str, float | None]:
-    """Each run's last accuracy, by name (a diverged run's is None)."""
-    mlp, cnn = details["mlp"], details["cnn"]
-    final = {
-        "mlp_bn_test_accuracy": mlp["bn"][-1],
-        "mlp_plain_test_accuracy": mlp["plain"][-1],
-    }
-    for run in cnn["runs"]:
-        variant = "bn" if run["batch_norm"] else "plain"
-        rate = f"{run['learning_rate']:g}".replace(".", "_")
-        final[f"cnn_{variant}_lr{rate}_val_accuracy"] = run["val_accuracy"][-1]
-    return final
+def setup_text(results: Results) -> str:
+    """The report's first paragraphs: where and how long it ran, Figure 1's setup."""
+    runs = results["by_seed"]
+    first = plotted_run(results)["mlp"]
+    pm = results["params"]["mlp"]
+
+    def mean_seconds(pick: Any) -> float:
+        return mean_std(pick(run) for run in runs)[0]
+
+    def ordinal(q: int) -> str:
+        suffix = "th" if 10 <= q % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(
+            q % 10, "th"
+        )
+        return f"{q}{suffix}"
+
+    quantiles = [ordinal(int(q)) for q in sorted(first["percentiles"]["bn"], key=int)]
+    quantile_text = (
+        quantiles[0]
+        if len(quantiles) == 1
+        else ", ".join(quantiles[:-1]) + " and " + quantiles[-1]
+    )
+    n_cnn = len(runs[0]["cnn"]["runs"])
+    cnn_seconds = mean_seconds(
+        lambda r: sum(c["wall_seconds"] for c in r["cnn"]["runs"])
+    )
+    return (
+        f"Backend **{results['backend']}** ({results['device']}), Keras "
+        f"{results['keras_version']}, {results['backend']} "
+        f"{results['backend_version']}. The whole experiment took "
+        f"{results['wall_seconds'] / 60:.1f} minutes for {seeds_text(results)}; per "
+        f"seed on average, Figure 1: "
+        f"{mean_seconds(lambda r: r['mlp']['wall_seconds']['bn']):.0f} s with BN, "
+        f"{mean_seconds(lambda r: r['mlp']['wall_seconds']['plain']):.0f} s without; "
+        f"CNN: {cnn_seconds:.0f} s for {n_cnn} runs.\n\n"
+        f"**Figure 1 setup.** 784 inputs → 3 fully connected hidden layers of 100 "
+        f"sigmoid units → 10 outputs, kernels from N(0, {pm['init_stddev']}²), softmax "
+        f"cross-entropy; {pm['steps']:,} steps of plain SGD (learning rate "
+        f"{pm['learning_rate']}) on mini-batches of {pm['batch_size']} from "
+        f"{first['training_images']:,} training images; every {pm['eval_every']} "
+        f"steps the test accuracy on {first['test_images']:,} test images and the "
+        f"{quantile_text} percentiles, over those test images, of the input to "
+        f"sigmoid {first['unit']} of the last hidden layer (inference mode). Once with "
+        f"`bnk.BatchNorm` before each sigmoid (the dense layers then have no bias, "
+        f"section 3.2 of the paper), once without; in each seed both start from the "
+        f"same kernels and see the same batches. Each seed draws its own kernels and "
+        f"batches: seeds {rate_list(seed_list(results))}."
+    )
 
 
-def metrics(details: Details) -> dict[str, float | None]:
-    """Figure 1's final test accuracies and, with and without BN, the CNN's final
-    validation accuracy at its best learning rate (the largest of the report's column
-    at the last step, not the best at any step): what `dvc metrics show` lists."""
-
-    def best(batch_norm: bool) -> float | None:
-        finals = [
-            run["val_accuracy"][-1]
-            for run in details["cnn"]["runs"]
-            if run["batch_norm"] == batch_norm
-        ]
-        finite = [value for value in finals if value is not None]
-        return max(finite) if finite else None
-
-    return {
-        "figure1_bn": details["mlp"]["bn"][-1],
-        "figure1_plain": details["mlp"]["plain"][-1],
-        "cnn_bn_final": best(True),
-        "cnn_plain_final": best(False),
-    }
+def table_steps(count: int, total: int) -> list[int]:
+    """Up to `count` indices of `total` evaluations, spaced geometrically after 0."""
+    if total <= count:
+        return list(range(total))
+    picks = np.unique(np.round(np.geomspace(1, total - 1, count - 1)).astype(int))
+    return [0, *(int(i) for i in picks)]
 
 
-def plots(details: Details) -> str:
-    """CSV: Figure 1a, the test accuracy at each evaluation step with and without BN
-    (`dvc plots show`)."""
-    mlp = details["mlp"]
-    return csv_columns({"step": mlp["steps"], "bn": mlp["bn"], "plain": mlp["plain"]})
+def figure1_table(results: Results, count: int = 9) -> str:
+    """Markdown: at a few steps, the test accuracies over the seeds and the first
+    seed's percentiles of the watched sigmoid's input."""
+    steps = mlp_steps(results)
+    bn, plain = mlp_accuracy(results, "bn"), mlp_accuracy(results, "plain")
+    seed = seed_list(results)[0]
+    percentiles = plotted_run(results)["mlp"]["percentiles"]
+
+    def band(variant: str, i: int) -> str:
+        p = {q: as_array(v)[i] for q, v in percentiles[variant].items()}
+        return f"{p['50']:.2f} ({p['15']:.2f} to {p['85']:.2f})"
+
+    rows = [
+        f"| step | test accuracy, BN | without BN | median sigmoid input (15th–85th), "
+        f"BN, seed {seed} | without BN, seed {seed} |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for i in table_steps(count, len(steps)):
+        rows.append(
+            f"| {steps[i]:,} | {with_spread(bn[:, i])} | {with_spread(plain[:, i])} "
+            f"| {band('bn', i)} | {band('plain', i)} |"
+        )
+    return "\n".join(rows)
+
+
+def cnn_setup_text(results: Results) -> str:
+    pc = results["params"]["cnn"]
+    cnn = plotted_run(results)["cnn"]
+    return (
+        "`bnk.CNN` with `normalization=bnk.BatchNorm` or `None` (two conv 5×5 blocks, "
+        f"dense 1024, dropout 0.5), Adam, mini-batches of {pc['batch_size']}, "
+        f"{pc['steps']:,} steps on {cnn['training_images']:,} training images (a "
+        f"short run: {pc['steps'] * pc['batch_size'] / cnn['training_images']:.1f} "
+        f"passes); validation accuracy and loss on the {cnn['validation_images']:,} "
+        f"held-out training images every {pc['eval_every']} steps, and at the end the "
+        f"test accuracy on the {cnn['test_images']:,} test images. In each seed both "
+        f"variants of a rate start from the same weights and see the same batches. "
+        f"Curves and numbers are means over {seeds_text(results)}, with their standard "
+        f"deviation (bands in the figure, ± in the table)."
+    )
+
+
+def cnn_curves(results: Results) -> dict[tuple[float, bool], dict[str, np.ndarray]]:
+    """For each (learning rate, with BN?): the mean over seeds and standard deviation
+    of the validation accuracy and loss at each evaluation ("val_accuracy",
+    "val_accuracy_std", "val_loss", "val_loss_std"; non-finite values left out)."""
+    curves = {}
+    for rate in learning_rates(results):
+        for batch_norm in (True, False):
+            curve = {}
+            for key in ("val_accuracy", "val_loss"):
+                curve[key], curve[f"{key}_std"] = column_spread(
+                    cnn_series(results, rate, batch_norm, key)
+                )
+            curves[(rate, batch_norm)] = curve
+    return curves
+
+
+def cnn_table(results: Results) -> str:
+    """Markdown: per rate and variant, the validation accuracy at three evaluations,
+    the final test accuracy (what the metrics' cnn_*_final quote at the best rate), the
+    final validation loss and the time of a run, over the seeds."""
+    steps = plotted_run(results)["cnn"]["steps"]
+    shown = sorted({0, len(steps) // 2, len(steps) - 1})
+    at = " | ".join(
+        f"{'val. accuracy at step ' if i == shown[0] else 'at '}{steps[i]:,}"
+        for i in shown
+    )
+    rows = [
+        f"| learning rate | BN | {at} | final test accuracy | final val. loss "
+        f"| seconds per run |",
+        "|---:|:---|" + "---:|" * len(shown) + "---:|---:|---:|",
+    ]
+    for rate in learning_rates(results):
+        for batch_norm in (True, False):
+            acc = cnn_series(results, rate, batch_norm, "val_accuracy")
+            loss = cnn_series(results, rate, batch_norm, "val_loss")
+            seconds = [
+                cnn_run(run, rate, batch_norm)["wall_seconds"]
+                for run in results["by_seed"]
+            ]
+            rows.append(
+                f"| {rate:g} | {'yes' if batch_norm else 'no'} | "
+                + " | ".join(with_spread(acc[:, i]) for i in shown)
+                + f" | {with_spread(cnn_test_accuracy(results, rate, batch_norm))} "
+                f"| {spread_text(loss[:, -1], 3)} | {mean_std(seconds)[0]:.0f} |"
+            )
+    return "\n".join(rows)
+
+
+# The metrics and plots files.
+
+
+def finite(value: float) -> float | None:
+    """JSON has no NaN: a number that is not finite as None."""
+    return float(value) if np.isfinite(value) else None
+
+
+def metrics(results: Results) -> dict[str, Any]:
+    """What `dvc metrics show` lists, means over the seeds with their standard
+    deviation: the baseline (BN at the reference learning rate, final test accuracy),
+    Figure 1's final test accuracies, and with and without BN the CNN's final test
+    accuracy at its best learning rate (the highest mean over the seeds of the final
+    accuracy, not the best at any step; the rate with it)."""
+    out: dict[str, Any] = {"seeds": seed_list(results)}
+    rate = reference_rate(results)
+    mean, std = mean_std(cnn_test_accuracy(results, rate, True))
+    out.update(
+        baseline_accuracy=finite(mean),
+        baseline_accuracy_std=finite(std),
+        baseline_learning_rate=rate,
+    )
+    for variant in VARIANTS:
+        mean, std = mean_std(mlp_accuracy(results, variant)[:, -1])
+        out[f"figure1_{variant}"], out[f"figure1_{variant}_std"] = (
+            finite(mean),
+            finite(std),
+        )
+    for variant, batch_norm in (("bn", True), ("plain", False)):
+        rate = best_rate(results, batch_norm)
+        mean, std = mean_std(cnn_test_accuracy(results, rate, batch_norm))
+        out[f"cnn_{variant}_final"] = finite(mean)
+        out[f"cnn_{variant}_final_std"] = finite(std)
+        out[f"cnn_{variant}_final_rate"] = rate
+    return out
+
+
+def plots(results: Results) -> str:
+    """CSV: Figure 1a, the mean test accuracy over the seeds at each evaluation step
+    with and without BN and its standard deviation (`dvc plots show`)."""
+    series = figure1a_series(results)
+    columns = {"step": [int(s) for s in series["steps"]]}
+    for name in ("bn", "plain", "bn_std", "plain_std"):
+        # to 1e-9: no rounding error of the mean as a spread (1.7e-17)
+        columns[name] = np.round(series[name], 9)
+    return csv_columns(columns)
