@@ -55,7 +55,6 @@ from pipeline.reporting.figures import show
 with open(results_path) as f:
     m = json.load(f)
 p = m["params"]
-steps = np.array(m["steps"])
 labels = findings.LABELS
 styles = {"plain": ("C1", "--"), "bn": ("C0", "-"), "noisy_bn": ("C2", "-.")}
 thousands = FuncFormatter(lambda x, _: f"{x:,.0f}")
@@ -70,82 +69,85 @@ def step_axis(ax, label="training step"):
     ax.grid(alpha=0.3)
 
 
-noise = p["noise"]
-display(Markdown(
-    f"Backend **{m['backend']}** ({m['device']}), Keras {m['keras_version']}, "
-    f"{m['backend']} {m['backend_version']}. The whole experiment took "
-    f"{m['wall_seconds'] / 60:.1f} minutes ("
-    + ", ".join(f"{labels[v]} {m[v]['wall_seconds']:.0f} s" for v in labels)
-    + ").\n\n"
-    f"**Setup.** `bnk.CNN` (two conv 5×5 blocks, dense 1024; dropout off, so that a "
-    f"probe's loss depends on the weights alone) in three variants: without "
-    f"normalization, with `bnk.BatchNorm` after each convolution, and with noisy BN: "
-    f"`bnk.BatchNorm` followed by a layer that, at every training step and for every "
-    f"channel, multiplies by a scale drawn from U(1, {noise['max_scale']:g}) and adds "
-    f"a shift drawn from U(−{noise['mean']:g}, {noise['mean']:g}) (at inference, the "
-    f"noise's expected map). The paper draws its noise per example too; here each "
-    f"step draws one scale and shift per channel, which moves the distribution the "
-    f"next layer sees as a whole. All three start from the same weights and see the "
-    f"same batches: {p['steps']:,} steps of SGD (learning rate {p['learning_rate']:g}, "
-    f"momentum {p['momentum']:g}) on mini-batches of {p['batch_size']} from "
-    f"{m['training_images']:,} training images. Every {p['probe_every']} steps, and "
-    f"at step 0: the validation accuracy on {m['validation_images']:,} held-out "
-    f"training images, the mean and standard deviation per channel of the input of "
-    f"`{m['probed_layer']}` (the second convolution) on a fixed batch of "
-    f"{p['batch_size']} training images, in training mode, and, without and with BN, "
-    f"the loss landscape along the gradient. Seed {p['seed']}."
-))
+def bands(ax, quantity, variants, log=False, marker=None, clip=None):
+    """Per variant, the mean over the seeds at each probe (line) and the mean ± the
+    standard deviation over the seeds (band), the band cut to `clip` (low, high). On
+    a log axis a band reaching zero or below is cut at the axis's bottom, half the
+    smallest mean. The curves drawn, by variant: (steps, band's low, mean, high)."""
+    drawn = {}
+    for v in variants:
+        x, mean, std = findings.curve(m, v, quantity)
+        low, high = mean - std, mean + std
+        if clip is not None:
+            low, high = np.clip(low, *clip), np.clip(high, *clip)
+        drawn[v] = x, low, mean, high
+    means = np.concatenate([mean for _, _, mean, _ in drawn.values()])
+    positive = means[np.isfinite(means) & (means > 0)]
+    floor = positive.min() / 2 if log and positive.size else None
+    for variant, (x, low, mean, high) in drawn.items():
+        color, style = styles[variant]
+        if floor is not None:
+            low = np.maximum(low, floor)
+        ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
+        ax.plot(x, mean, style, color=color, marker=marker, markersize=3,
+                label=labels[variant])
+    if log:
+        ax.set_yscale("log")
+        if floor is not None:
+            ax.set_ylim(bottom=floor)
+    return drawn
+
+
+display(Markdown(findings.setup(m)))
 
 # %% [markdown]
 # ## The paper's claim (a): noisy BN trains about as well as BN ...
 
 # %%
 fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(13, 4.5))
-for variant, label in labels.items():
-    color, style = styles[variant]
-    series = m[variant]
-    ax_acc.plot(
-        steps, findings.as_array(series["val_accuracy"]), style, color=color,
-        label=label,
-    )
-    ax_loss.plot(
-        steps[1:], findings.as_array(series["train_loss"][1:]), style, color=color,
-        label=label,
-    )
+accuracy = bands(ax_acc, "val_accuracy", labels, clip=(0, 1))
+bands(ax_loss, "train_loss", labels, log=True)
 ax_acc.set_ylabel("validation accuracy")
 ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
 ax_acc.set_ylim(0, 1)
 ax_acc.set_title("(a) validation accuracy (inference mode)")
 ax_loss.set_ylabel(f"training loss, mean of the last {p['probe_every']} steps")
-ax_loss.set_yscale("log")
 ax_loss.set_title("(b) training cross-entropy loss (log scale)")
 for ax in (ax_acc, ax_loss):
     step_axis(ax)
 ax_acc.legend(loc="lower right")  # below the inset
 ax_loss.legend(loc="best")
 # On a 0-100% axis the last half-points the text compares are invisible: the second
-# half of training again, on an axis fitted to it.
+# half of training again, on an axis fitted to it (bands included).
+steps = accuracy["bn"][0]
 late = steps >= steps[len(steps) // 2]
 late_values = np.concatenate(
-    [findings.as_array(m[v]["val_accuracy"])[late] for v in labels]
+    [np.concatenate([low[late], high[late]]) for _, low, _, high in accuracy.values()]
 )
 if np.isfinite(late_values).any():  # a run that diverged throughout has nothing
     zoom = ax_acc.inset_axes([0.42, 0.3, 0.55, 0.45])
-    for variant in labels:
+    for variant, (x, low, mean, high) in accuracy.items():
         color, style = styles[variant]
-        zoom.plot(steps[late], findings.as_array(m[variant]["val_accuracy"])[late],
-                  style, color=color)
+        zoom.fill_between(x[late], low[late], high[late], color=color, alpha=0.2,
+                          linewidth=0)
+        zoom.plot(x[late], mean[late], style, color=color)
     low, high = np.nanmin(late_values), np.nanmax(late_values)
     zoom.set_ylim(low - 0.1 * (high - low + 1e-3), high + 0.1 * (high - low + 1e-3))
-    zoom.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    zoom.yaxis.set_major_locator(MaxNLocator(nbins=4))
+    # Decimals to suit the zoomed range, so that no two ticks read the same.
+    zoom.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+    zoom.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    zoom.xaxis.set_major_formatter(thousands)
     zoom.set_title("second half, zoomed", fontsize="small")
     zoom.tick_params(labelsize="small")
     zoom.grid(alpha=0.3)
 fig.tight_layout()
 show(fig, (
     "Two line charts against the training step, without BN, with BN and "
-    "with noisy BN: (a) validation accuracy, with the second half of "
-    "training zoomed in an inset; (b) training loss on a log scale."
+    "with noisy BN, each line the mean over the seeds with a band of one "
+    "standard deviation over the seeds: (a) validation accuracy, with the "
+    "second half of training zoomed in an inset; (b) training loss on a "
+    "log scale."
 ))
 
 display(Markdown(findings.training_findings(m)))
@@ -155,35 +157,28 @@ display(Markdown(findings.training_findings(m)))
 
 # %%
 fig, (ax_shift, ax_scale) = plt.subplots(1, 2, figsize=(13, 4.5))
-for variant, label in labels.items():
-    color, style = styles[variant]
-    series = m[variant]
-    ax_shift.plot(
-        steps[1:], findings.input_shift(series["input_mean"], series["input_std"]),
-        style, color=color, marker="o", markersize=3, label=label,
-    )
-    ax_scale.plot(
-        steps[1:], findings.scale_change(series["input_std"]), style, color=color,
-        marker="o", markersize=3, label=label,
-    )
+bands(ax_shift, "input_shift", labels, log=True, marker="o")
+bands(ax_scale, "scale_change", labels, log=True, marker="o")
+layer = findings.first(m)["probed_layer"]
 ax_shift.set_ylabel(
     "mean |change of a channel's mean|\n(in channel standard deviations)"
 )
-ax_shift.set_title(f"(a) how far the input of {m['probed_layer']} moved")
+ax_shift.set_title(f"(a) how far the input of {layer} moved")
 ax_scale.set_ylabel("mean |change of a channel's std|\n(relative to the std before)")
-ax_scale.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+# Log ticks (…, 1%, 10%, 100%) as short as each allows, so that none repeats.
+ax_scale.yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{100 * x:g}%"))
 ax_scale.set_title("(b) how much its spread changed")
 for ax in (ax_shift, ax_scale):
-    ax.set_yscale("log")
     step_axis(ax, f"training step (change since the probe {p['probe_every']} steps "
                   "before)")
     ax.legend(loc="best")
 fig.tight_layout()
 show(fig, (
     "Two line charts against the training step, without BN, with BN and "
-    "with noisy BN: (a) how far the per-channel mean of the input of "
-    f"{m['probed_layer']} moved between probes, in standard deviations, (b) "
-    "how much its per-channel spread changed."
+    "with noisy BN, each line the mean over the seeds with a band of one "
+    "standard deviation over the seeds, on log scales: (a) how far the "
+    f"per-channel mean of the input of {layer} moved between probes, in "
+    "standard deviations, (b) how much its per-channel spread changed."
 ))
 
 display(Markdown(findings.instability_findings(m)))
@@ -198,30 +193,13 @@ display(Markdown(findings.instability_findings(m)))
 # ## The paper's claim (b): with BN the landscape along the gradient is smoother
 
 # %%
-bn = findings.landscape_series(m, "bn")
-plain = findings.landscape_series(m, "plain")
 # One above the other: three side by side shrink to unreadable on a page.
 fig, axes = plt.subplots(3, 1, figsize=(9, 11))
-for series, variant in ((plain, "plain"), (bn, "bn")):
-    color, style = styles[variant]
-    probes = m[variant]["landscape"]
-    losses = np.array(
-        [findings.as_array([q["loss"], *q["losses"]]) for q in probes]
-    )
-    axes[0].fill_between(
-        steps, np.nanmin(losses, axis=1), np.nanmax(losses, axis=1), color=color,
-        alpha=0.3, label=f"{labels[variant]}: range",
-    )
-    axes[0].plot(steps, series["loss"], style, color=color,
-                 label=f"{labels[variant]}: at the step")
-    axes[1].plot(steps, series["gradient_change"], style, color=color, marker="o",
-                 markersize=3, label=labels[variant])
-    axes[2].plot(steps, series["smoothness"], style, color=color, marker="o",
-                 markersize=3, label=labels[variant])
+for ax, quantity in zip(axes, findings.MEASURES, strict=True):
+    bands(ax, quantity, findings.LANDSCAPE_VARIANTS, log=True, marker="o")
 sizes = f"{p['step_sizes'][0]:g} to {p['step_sizes'][-1]:g}"
-axes[0].set_ylabel("training-batch loss along the gradient")
-axes[0].set_yscale("log")
-axes[0].set_title(f"(a) loss landscape: loss at θ − η·g, η = {sizes}")
+axes[0].set_ylabel("max − min of the training-batch loss\nalong the gradient")
+axes[0].set_title(f"(a) loss landscape: spread of the loss at θ − η·g, η = {sizes}")
 axes[1].set_ylabel("max over η of ‖∇L(θ − η·g) − g‖₂")
 axes[1].set_title("(b) gradient predictiveness")
 axes[2].set_ylabel("max over η of ‖∇L(θ − η·g) − g‖₂ / (η‖g‖₂)")
@@ -229,13 +207,13 @@ axes[2].set_title("(c) effective β-smoothness")
 for ax in axes:
     step_axis(ax)
     ax.legend(loc="best", fontsize="small")
-for ax in axes[1:]:
-    ax.set_yscale("log")
 fig.tight_layout()
 show(fig, (
-    "Three charts against the training step, with and without BN: (a) the "
-    "training-batch loss at points along the gradient, (b) the largest "
-    "change of the gradient along it, (c) the effective beta-smoothness."
+    "Three line charts against the training step, with and without BN, each "
+    "line the mean over the seeds with a band of one standard deviation over "
+    "the seeds, on log scales: (a) the spread of the training-batch loss at "
+    "points along the gradient, (b) the largest change of the gradient along "
+    "it, (c) the effective beta-smoothness."
 ))
 
 display(Markdown(findings.landscape_findings(m)))
@@ -243,26 +221,19 @@ display(Markdown(findings.landscape_findings(m)))
 # %% [markdown]
 # At each probe, on the batch the next step trains on and with BN in training mode:
 # the loss and gradient g at the weights θ, then the loss and gradient at θ − η·g for
-# each step size η. (a) the range of the loss over those points (shaded) and the loss
-# at θ (line); (b) the largest distance of a gradient from g; (c) that distance per
-# unit of distance moved, the largest over η. Lower is smoother.
+# each step size η. (a) the range of the loss over those points, max − min; (b) the
+# largest distance of a gradient from g; (c) that distance per unit of distance moved,
+# the largest over η. Lower is smoother. The verdict compares, per measure, each
+# seed's median over the probes after step 0:
 
 # %%
-rows = [
-    "| step | loss spread, BN | without BN | gradient change, BN | without BN "
-    "| β-smoothness, BN | without BN |",
-    "|---:|---:|---:|---:|---:|---:|---:|",
-]
-for i, step in enumerate(steps):
-    rows.append(
-        f"| {step:,} | {findings.decimal(bn['loss_spread'][i])} "
-        f"| {findings.decimal(plain['loss_spread'][i])} "
-        f"| {findings.decimal(bn['gradient_change'][i])} "
-        f"| {findings.decimal(plain['gradient_change'][i])} "
-        f"| {findings.decimal(bn['smoothness'][i])} "
-        f"| {findings.decimal(plain['smoothness'][i])} |"
-    )
-display(Markdown("\n".join(rows)))
+display(Markdown(findings.landscape_table(m)))
+
+# %% [markdown]
+# The measures at every probe (mean ± standard deviation over the seeds):
+
+# %%
+display(Markdown(findings.probe_table(m)))
 
 # %% [markdown]
 # ## Caveats

@@ -17,7 +17,7 @@ from pipeline.core.backends import BACKEND_NAMES
 from pipeline.experiments.covariate_shift import analysis as covariate_shift_findings
 from pipeline.experiments.covariate_shift import run as cs
 from pipeline.experiments.covariate_shift.params import Noise
-from pipeline.reporting.text import percent
+from pipeline.reporting.spread import with_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_params()
@@ -180,6 +180,7 @@ def test_plots_file_is_the_probe_table(stage_run):
     _, results, _ = stage_run
     header, *rows = covariate_shift_findings.plots(results).splitlines()
     assert header.startswith("training_step,plain_val_accuracy,") and len(rows) == 3
+    assert header.endswith(",bn_loss_spread_std")
 
 
 def write_project(root, config=TINY):
@@ -200,29 +201,44 @@ def write_project(root, config=TINY):
 def test_results_file_has_its_shape(stage_run):
     _, results, metrics = stage_run
     config = TINY["covariate_shift"]
+    seeds = TINY["experiments"]["seeds"]
     assert results["backend"] == keras.backend.backend()
-    assert results["params"] == {**config, "seed": TINY["seed"]}
-    assert results["steps"] == [0, 2, 4]
-    assert results["training_images"] == 64 and results["validation_images"] == 16
-    assert results["probed_layer"] == "conv2"
-    for variant in cs.VARIANTS:
-        series = results[variant]
-        assert len(series["val_accuracy"]) == 3
-        assert all(0 <= a <= 1 for a in series["val_accuracy"])
-        assert series["train_loss"][0] is None and series["train_loss"][2] > 0
-        assert np.array(series["input_mean"]).shape == (3, 32)
-        assert np.all(np.array(series["input_std"]) >= 0)
-        assert ("landscape" in series) == (variant in cs.LANDSCAPE_VARIANTS)
-    for variant in cs.LANDSCAPE_VARIANTS:
-        probes = results[variant]["landscape"]
-        assert len(probes) == 3
-        assert all(len(p["losses"]) == len(p["gradient_changes"]) == 2 for p in probes)
-        assert all(p["gradient_norm"] > 0 for p in probes)
-    # The variants differ: BN and noisy BN see different inputs at conv2.
-    assert results["bn"]["input_mean"] != results["noisy_bn"]["input_mean"]
+    assert results["params"] == config
+    assert results["seeds"] == seeds
+    assert [run["seed"] for run in results["by_seed"]] == seeds
+    for run in results["by_seed"]:
+        assert run["steps"] == [0, 2, 4]
+        assert run["training_images"] == 64 and run["validation_images"] == 16
+        assert run["test_images"] == 10 and run["probed_layer"] == "conv2"
+        for variant in cs.VARIANTS:
+            series = run[variant]
+            assert len(series["val_accuracy"]) == 3
+            assert all(0 <= a <= 1 for a in series["val_accuracy"])
+            assert 0 <= series["test_accuracy"] <= 1
+            assert series["train_loss"][0] is None and series["train_loss"][2] > 0
+            assert np.array(series["input_mean"]).shape == (3, 32)
+            assert np.all(np.array(series["input_std"]) >= 0)
+            assert ("landscape" in series) == (variant in cs.LANDSCAPE_VARIANTS)
+        for variant in cs.LANDSCAPE_VARIANTS:
+            probes = run[variant]["landscape"]
+            assert len(probes) == 3
+            assert all(
+                len(p["losses"]) == len(p["gradient_changes"]) == 2 for p in probes
+            )
+            assert all(p["gradient_norm"] > 0 for p in probes)
+        # The variants differ: BN and noisy BN see different inputs at conv2.
+        assert run["bn"]["input_mean"] != run["noisy_bn"]["input_mean"]
+    # The seeds differ: another seed, other initial weights.
+    first, second = results["by_seed"]
+    assert first["plain"]["input_mean"] != second["plain"]["input_mean"]
+    assert covariate_shift_findings.LANDSCAPE_VARIANTS == cs.LANDSCAPE_VARIANTS
     assert metrics == covariate_shift_findings.metrics(results)
-    assert len(metrics) <= 6
-    assert all(isinstance(v, float | int) for v in metrics.values())
+    assert metrics["seeds"] == seeds
+    bn = [run["bn"]["test_accuracy"] for run in results["by_seed"]]
+    assert metrics["baseline_accuracy"] == pytest.approx(np.mean(bn))
+    assert metrics["baseline_accuracy_std"] == pytest.approx(np.std(bn, ddof=1))
+    numbers = {k: v for k, v in metrics.items() if k != "seeds"}
+    assert all(isinstance(v, float | int) for v in numbers.values())
     assert metrics["bn_smoother_measures"] in (0, 1, 2, 3)
 
 
@@ -241,16 +257,23 @@ def test_report_renders_the_three_figures_and_the_findings(stage_run, monkeypatc
     executed = json.loads(report.with_suffix(".ipynb").read_text())
     outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert not [o for o in outputs if o.get("output_type") == "stream"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3  # training, instability, landscape
+    assert all("standard deviation over the seeds" in o["metadata"]["alt"]
+               for o in images)
     html = report.with_suffix(".html").read_text()
     for opening in ("Training.", "Instability of the layer inputs.", "Loss landscape."):
         assert f"<strong>{opening}</strong>" in html
-    assert f"Caveats: one seed ({TINY['seed']})" in html
-    # The reading quotes the measured numbers.
-    final = percent(results["noisy_bn"]["val_accuracy"][-1])
+    seeds = TINY["experiments"]["seeds"]
+    listed = ", ".join(map(str, seeds))
+    assert f"Caveats: {len(seeds)} seeds ({listed})" in html
+    # The reading quotes the measured numbers, with their spread over the seeds.
+    final = with_spread(
+        [run["noisy_bn"]["test_accuracy"] for run in results["by_seed"]]
+    )
     assert f"{final} with noisy BN" in html
-    assert f"Seed {TINY['seed']}." in html
+    assert f"Seeds {listed}: every number below" in html
     backend = BACKEND_NAMES[keras.backend.backend()]
     assert f"<title>bnk: is it internal covariate shift? ({backend})</title>" in html
 
