@@ -21,10 +21,12 @@
 # further apart the two modes. Wu & He (2018, Figure 1) show BN's error climbing
 # steeply at small batches while GroupNorm, which normalizes each example on its own,
 # stays flat. Here the seed's CNN (`bnk.CNN`) is trained at several batch sizes with
-# each normalization, on the experiments' backend. The numbers come from the results
-# of the experiment `batch_sizes` (`pipeline/experiments/batch_sizes/run.py`); every
-# sentence below that quotes a number is generated from that file
-# (`pipeline/experiments/batch_sizes/analysis.py`).
+# each normalization of the params, on the experiments' backend, once per seed: at
+# equal epochs (Wu & He's comparison) and at equal steps. The numbers come from the
+# results of the experiment `batch_sizes` (`pipeline/experiments/batch_sizes/run.py`);
+# every sentence below that quotes a number is generated from that file
+# (`pipeline/experiments/batch_sizes/analysis.py`), and every number compared is a
+# mean over the seeds with its standard deviation.
 
 # %% tags=["parameters"]
 # Set by the stage (papermill injects it after this cell): the results file, which
@@ -35,134 +37,110 @@ results_path = None
 import json
 
 import matplotlib.pyplot as plt
+import numpy as np
 from IPython.display import Markdown, display
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import NullFormatter, PercentFormatter
 
 from pipeline.core.normalizations import LABELS
 from pipeline.experiments.batch_sizes import analysis
 from pipeline.reporting.figures import show
-from pipeline.reporting.text import percent
 
 with open(results_path) as f:
     m = json.load(f)
-p = m["params"]
-normalizers = p["normalizers"]
-sizes = sorted({run["batch_size"] for run in m["runs"]})
-names = [name for name in LABELS if name in p["normalizations"]]
-rates = {run["batch_size"]: run["learning_rate"] for run in m["runs"]}
-display(Markdown(
-    f"Backend **{m['backend']}** ({m['device']}), Keras {m['keras_version']}, "
-    f"{m['backend']} {m['backend_version']}; the whole experiment took "
-    f"{m['wall_seconds'] / 60:.1f} minutes.\n\n"
-    f"**Setup.** `bnk.CNN(normalization=...)` (two conv 5×5 blocks, each followed by "
-    f"the normalization, dense 1024, dropout 0.5), trained for {p['epochs']} "
-    f"pass(es) over {m['training_images']:,} training images at batch sizes "
-    f"{', '.join(map(str, sizes))}, Adam at {p['learning_rate']:g} for batches of "
-    f"{p['reference_batch_size']}, scaled with the square root of the batch size "
-    f"({rates[sizes[0]]:.2g} at {sizes[0]}, {rates[sizes[-1]]:.2g} at {sizes[-1]}); "
-    f"tested on {m['test_images']:,} test images; the BN family's population "
-    f"statistics recomputed over up to {p['statistics_batches']} training batches "
-    f"of the training size (at most one pass). Every run starts from the same "
-    f"weights and sees the images in the same seeded order (seed {p['seed']}). "
-    + (f"Ghost BN normalizes sub-batches of at most "
-       f"{normalizers['ghost_batch_size']} examples (plain BN at smaller batches); "
-       if "ghost_batch_norm" in names else "")
-    + f"GroupNorm uses {normalizers['groups']} groups; Batch Renorm clips r to "
-    f"[{normalizers['renorm_clipping']['rmin']:.3g}, "
-    f"{normalizers['renorm_clipping']['rmax']:g}] and d to "
-    f"±{normalizers['renorm_clipping']['dmax']:g} (renorm momentum "
-    f"{normalizers['renorm_momentum']:g}); LayerNorm normalizes each "
-    f"example over height, width and channels."
-))
+sizes = analysis.batch_sizes(m)
+names = analysis.normalizations(m)
+display(Markdown(analysis.setup_text(m)))
 
 # %% [markdown]
 # ## Test error against batch size (Wu & He, Figure 1)
 
 # %%
-fig, ax = plt.subplots(figsize=(8, 5))
-for name in names:
-    accuracy = analysis.accuracy_by_batch_size(m, name)
-    ax.plot(sizes, [1 - accuracy[size] for size in sizes], "o-",
-            label=LABELS[name])
-ax.set_xscale("log", base=2)
-ax.set_xticks(sizes, [str(size) for size in sizes])
-ax.set_xlabel("batch size (images per step, log scale)")
-ax.set_ylabel("test error (inference mode, log scale)")
-ax.set_yscale("log")
-ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-ax.yaxis.set_minor_formatter(PercentFormatter(1.0, decimals=0))
-ax.set_title("Test error after a fixed number of passes")
-ax.legend(fontsize="small")
-ax.grid(alpha=0.3)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
+low, high = 1.0, 0.0
+for ax, budget in zip(axes, analysis.BUDGETS, strict=True):
+    for name in names:
+        _, accuracy, std = analysis.curve(m, name, budget)
+        error = 1 - accuracy
+        # Error bars: one standard deviation over the seeds, kept above zero on
+        # the log axis.
+        below = np.minimum(std, 0.95 * error)
+        ax.errorbar(sizes, error, yerr=[below, std], fmt="o-", capsize=3,
+                    label=LABELS[name])
+        shown = np.isfinite(error) & (error > 0)  # what a log axis can show
+        if shown.any():
+            low = min(low, float(np.min((error - below)[shown])))
+            high = max(high, float(np.max((error + std)[shown])))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(size) for size in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("batch size (images per step, log scale)")
+    ax.set_title(f"At {analysis.BUDGET_NAMES[budget]}")
+    ax.grid(alpha=0.3)
+axes[0].set_yscale("log")
+ticks, labels = analysis.error_ticks(low, high)
+axes[0].set_yticks(ticks, labels)
+axes[0].yaxis.set_minor_formatter(NullFormatter())
+axes[0].set_ylim(low / 1.15, min(high * 1.15, 1.0))
+axes[0].set_ylabel("test error (inference mode, log scale)")
+handles, legend_labels = axes[0].get_legend_handles_labels()
+# Below the panels, clear of the data.
+fig.legend(handles, legend_labels, loc="upper center", ncol=len(names),
+           bbox_to_anchor=(0.5, 0.0), title="normalization")
 fig.tight_layout()
 show(fig, (
-    "Line chart: test error (log scale) against batch size "
-    f"({', '.join(map(str, sizes))}), one line per normalization."
+    "Two line charts side by side, at equal epochs and at equal steps: test "
+    f"error (log scale) against batch size ({', '.join(map(str, sizes))}) for "
+    f"{', '.join(LABELS[name] for name in names)}, each point the mean over "
+    f"{len(m['seeds'])} seed(s) with a bar of one standard deviation."
 ))
-
-# %% [markdown]
-# Error is 1 − accuracy on the test images, in inference mode: the BN family
-# (BN, Batch Renorm, and ghost BN where it ran) normalizes with its moving statistics
-# there.
+display(Markdown(analysis.error_note(m)))
 
 # %% [markdown]
 # ## The train/inference gap of the BN family
 
 # %%
-family = [n for n in ("batch_norm", "ghost_batch_norm", "batch_renorm") if n in names]
+family = analysis.family(m)
 if family:
     fig, axes = plt.subplots(1, len(family), figsize=(5 * len(family), 4.2),
                              squeeze=False, sharey=True)
+    styles = dict(zip(analysis.STATISTICS, ("o-", "s--", "^:"), strict=True))
     for ax, name in zip(axes[0], family, strict=True):
-        moving = analysis.accuracy_by_batch_size(m, name)
-        batch = analysis.accuracy_by_batch_size(
-            m, name, "batch_statistics_accuracy")
-        ax.plot(sizes, [moving[s] for s in sizes], "o-", label="moving statistics")
-        ax.plot(sizes, [batch[s] for s in sizes], "s--",
-                label="statistics of each test batch")
-        population = analysis.accuracy_by_batch_size(
-            m, name, "population_accuracy")
-        ax.plot(sizes, [population[s] for s in sizes], "^:",
-                label="population statistics, recomputed")
+        for key, label in analysis.STATISTICS.items():
+            _, accuracy, std = analysis.curve(m, name, "epochs", key)
+            ax.errorbar(sizes, accuracy, yerr=std, fmt=styles[key], capsize=3,
+                        label=label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(size) for size in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("batch size (training and test batches, log scale)")
-        ax.set_ylabel("test accuracy")
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_title(LABELS[name])
-        ax.legend(fontsize="small")
+        ax.set_title(f"{LABELS[name]}, equal epochs")
         ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy")
+    axes[0][0].yaxis.set_major_formatter(PercentFormatter(
+        1.0, decimals=analysis.tick_decimals(axes[0][0].get_yticks())))
+    handles, legend_labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, legend_labels, loc="upper center",
+               ncol=3 if len(family) > 1 else 1,
+               bbox_to_anchor=(0.5, 0.0), title="normalized at test time with")
     fig.tight_layout()
     show(fig, (
-        "For each of the BN family, test accuracy against batch size with the "
-        "moving statistics, with the statistics of each test batch and with "
-        "recomputed population statistics."
+        f"For each of {', '.join(LABELS[name] for name in family)}, at equal "
+        "epochs: test accuracy against batch size with the moving statistics, "
+        "with the statistics of each test batch and with recomputed population "
+        f"statistics, each point the mean over {len(m['seeds'])} seed(s) with a "
+        "bar of one standard deviation."
     ))
+    display(Markdown(analysis.gap_note(m)))
 
 # %% [markdown]
-# With batch statistics the test images are normalized as training normalized its
-# batches: in batches of the training batch size (ghost BN: in its sub-batches),
-# everything else in inference mode (dropout off); the moving statistics are what a
-# deployed model uses. The population statistics replace the moving averages after
-# training with exact averages over training batches of the training size
-# (`bnk.recompute_statistics`, Ioffe & Szegedy's Algorithm 2): what the moving
-# averages would be without their lag and noise.
+# ## Every run
+#
+# Each accuracy is the mean over the seeds ± its standard deviation in percentage
+# points; the learning rate, steps and passes are the same for every seed, the
+# seconds are the mean training time.
 
 # %%
-rows = ["| normalization | batch size | learning rate | steps | test accuracy "
-        "| with batch statistics | with population statistics | seconds |",
-        "|:---|---:|---:|---:|---:|---:|---:|---:|"]
-for run in sorted(m["runs"], key=lambda r: (names.index(r["normalization"]),
-                                            r["batch_size"])):
-    rows.append(
-        f"| {LABELS[run['normalization']]} | {run['batch_size']} "
-        f"| {run['learning_rate']:.2g} | {run['steps']:,} "
-        f"| {percent(run['test_accuracy'])} "
-        f"| {percent(run['batch_statistics_accuracy'])} "
-        f"| {percent(run['population_accuracy'])} "
-        f"| {run['wall_seconds']:.0f} |"
-    )
-display(Markdown("\n".join(rows)))
+display(Markdown(analysis.runs_table(m)))
 
 # %% [markdown]
 # ## Reading
@@ -171,6 +149,6 @@ display(Markdown("\n".join(rows)))
 lines = analysis.wu_he_findings(m)
 gaps = analysis.gap_findings(m)
 if gaps:
-    lines += ["**The train/inference gap.**", *gaps]
+    lines += ["**The train/inference gap** (at equal epochs).", *gaps]
 lines.append(analysis.batch_size_caveats(m))
 display(Markdown("\n\n".join(lines)))

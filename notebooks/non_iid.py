@@ -21,11 +21,12 @@
 # on, nor the test distribution, and inference normalizes differently from training.
 # Batch Renormalization (Ioffe, 2017) corrects each training batch towards the moving
 # statistics, so that training computes what inference will (section 4.2 of the
-# paper). Here the seed's CNN (`bnk.CNN`) is trained with each normalization on
-# shuffled batches and on batches of a few classes, on the experiments' backend. The
-# numbers come from the results of the experiment `non_iid`
-# (`pipeline/experiments/non_iid/run.py`); every sentence below that quotes a number is
-# generated from that file (`pipeline/experiments/non_iid/analysis.py`).
+# paper). Here the seed's CNN (`bnk.CNN`) is trained with each normalization of the
+# params on shuffled batches and on batches of a few classes, on the experiments'
+# backend, once per seed. The numbers come from the results of the experiment
+# `non_iid` (`pipeline/experiments/non_iid/run.py`); every sentence below that quotes a
+# number is generated from that file (`pipeline/experiments/non_iid/analysis.py`), and
+# every number compared is a mean over the seeds with its standard deviation.
 
 # %% tags=["parameters"]
 # Set by the stage (papermill injects it after this cell): the results file, which
@@ -48,28 +49,9 @@ from pipeline.reporting.text import percent
 with open(results_path) as f:
     m = json.load(f)
 p = m["params"]
-names = [name for name in LABELS if name in p["normalizations"]]
-display(Markdown(
-    f"Backend **{m['backend']}** ({m['device']}), Keras {m['keras_version']}, "
-    f"{m['backend']} {m['backend_version']}; the whole experiment took "
-    f"{m['wall_seconds'] / 60:.1f} minutes.\n\n"
-    f"**Setup.** `bnk.CNN(normalization=...)`, Adam at {p['learning_rate']:g}, "
-    f"batches of {p['batch_size']}, {m['steps']:,} steps on "
-    f"{m['training_images']:,} training images; either shuffled (i.i.d.) batches, "
-    f"or batches of {p['classes_per_batch']} classes with "
-    f"{p['batch_size'] // p['classes_per_batch']} images of each "
-    f"(`pipeline.core.batches.FewClassBatches`: each pass cuts every class into such "
-    f"shares and joins shares of different classes). Both start from the same "
-    f"weights (seed {p['seed']}). Tested on {m['test_images']:,} test images in "
-    f"inference mode; the BN family also with the statistics of each test batch of "
-    f"{p['batch_size']}, shuffled or made of {p['classes_per_batch']} classes as in "
-    f"training ({m['few_class_test_images']:,} test images fill such batches). "
-    f"Batch Renorm clips r to [{p['normalizers']['renorm_clipping']['rmin']:.3g}, "
-    f"{p['normalizers']['renorm_clipping']['rmax']:g}] and d to "
-    f"±{p['normalizers']['renorm_clipping']['dmax']:g} from the first step, with "
-    f"renorm momentum {p['normalizers']['renorm_momentum']:g}; GroupNorm uses "
-    f"{p['normalizers']['groups']} groups."
-))
+names = analysis.normalizations(m)
+seeds = len(m["seeds"])
+display(Markdown(analysis.setup_text(m)))
 
 # %% [markdown]
 # ## Test accuracy after i.i.d. and after non-i.i.d. training
@@ -81,75 +63,76 @@ width = 0.38
 for offset, sampling, label in ((-width / 2, "iid", "shuffled (i.i.d.) batches"),
                                 (width / 2, "non_iid",
                                  f"batches of {p['classes_per_batch']} classes")):
-    values = [analysis.run_of(m, name, sampling)["test_accuracy"]
-              for name in names]
-    bars = ax.bar(x + offset, [np.nan if v is None else v for v in values], width,
-                  label=label)
-    ax.bar_label(bars, labels=[percent(v) for v in values], fontsize="small")
+    mean, std = analysis.bars(m, names, sampling)
+    bars = ax.bar(x + offset, mean, width, yerr=std, capsize=4, label=label)
+    # Inside the bars, clear of the error bars.
+    ax.bar_label(bars, labels=[percent(v) for v in mean], label_type="center",
+                 fontsize="small", color="white")
 ax.set_xticks(x, [LABELS[name] for name in names])
 ax.set_xlabel("normalization")
 ax.set_ylabel("test accuracy (inference mode)")
 ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-ax.set_ylim(0, 1.08)
-ax.set_title("Trained on shuffled vs few-class batches")
+ax.set_ylim(0, 1.1)
+ax.set_title(f"Trained on shuffled vs few-class batches (mean of {seeds} seed(s))")
 # Beside the axes, not over the bars.
 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="trained on",
           fontsize="small")
 ax.grid(alpha=0.3, axis="y")
 fig.tight_layout()
 show(fig, (
-    "Bar chart: test accuracy of each normalization after training on "
-    "shuffled batches and after training on few-class batches."
+    "Bar chart: test accuracy of "
+    f"{', '.join(LABELS[name] for name in names)} after training on shuffled "
+    "batches and after training on few-class batches, each bar the mean over "
+    f"{seeds} seed(s) with an error bar of one standard deviation."
 ))
+
+# %% [markdown]
+# Each bar is the mean over the seeds, written inside it; the error bars span one
+# standard deviation either side.
 
 # %% [markdown]
 # ## The BN family after non-i.i.d. training, by the statistics it normalizes with
 
 # %%
-family = [n for n in ("batch_norm", "ghost_batch_norm", "batch_renorm") if n in names]
+family = analysis.family(m)
 if family:
-    kinds = (("test_accuracy", "moving statistics"),
-             ("batch_statistics_accuracy", "shuffled test batches"),
-             ("few_class_batch_statistics_accuracy",
-              f"test batches of {p['classes_per_batch']} classes"))
+    kinds = dict(zip(analysis.STATISTICS, (
+        "moving statistics", "shuffled test batches",
+        f"test batches of {p['classes_per_batch']} classes"), strict=True))
     fig, ax = plt.subplots(figsize=(8, 4.8))
     x = np.arange(len(family))
     width = 0.8 / len(kinds)
-    for i, (key, label) in enumerate(kinds):
-        values = [analysis.run_of(m, name, "non_iid")[key] for name in family]
-        bars = ax.bar(x + (i - 1) * width,
-                      [np.nan if v is None else v for v in values], width, label=label)
-        ax.bar_label(bars, labels=[percent(v) for v in values], fontsize="small")
+    for i, (key, label) in enumerate(kinds.items()):
+        mean, std = analysis.bars(m, family, "non_iid", key)
+        bars = ax.bar(x + (i - 1) * width, mean, width, yerr=std, capsize=4,
+                      label=label)
+        ax.bar_label(bars, labels=[percent(v) for v in mean], label_type="center",
+                     fontsize="small", color="white")
     ax.set_xticks(x, [LABELS[name] for name in family])
     ax.set_xlabel("normalization (trained on non-i.i.d. batches)")
     ax.set_ylabel("test accuracy")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_ylim(0, 1.08)
-    ax.set_title("Normalized with ...")
+    ax.set_ylim(0, 1.1)
+    ax.set_title(f"Normalized with ... (mean of {seeds} seed(s))")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     show(fig, (
-        "Bar chart: for the BN family trained on few-class batches, test "
-        "accuracy with the moving statistics, with the statistics of shuffled "
-        "test batches and with the statistics of few-class test batches."
+        f"Bar chart: for {', '.join(LABELS[name] for name in family)} trained on "
+        "few-class batches, test accuracy with the moving statistics, with the "
+        "statistics of shuffled test batches and with the statistics of few-class "
+        f"test batches, each bar the mean over {seeds} seed(s) with an error bar "
+        "of one standard deviation."
     ))
 
+# %% [markdown]
+# ## Every run
+#
+# Each number is the mean over the seeds ± its standard deviation (accuracies in
+# percentage points); the seconds are the mean training time.
+
 # %%
-rows = ["| normalization | trained on | test accuracy | shuffled test batches "
-        "| few-class test batches | final training loss | seconds |",
-        "|:---|:---|---:|---:|---:|---:|---:|"]
-for run in m["runs"]:
-    loss = run["training_loss"][-1]
-    rows.append(
-        f"| {LABELS[run['normalization']]} "
-        f"| {'i.i.d.' if run['sampling'] == 'iid' else 'non-i.i.d.'} "
-        f"| {percent(run['test_accuracy'])} "
-        f"| {percent(run['batch_statistics_accuracy'])} "
-        f"| {percent(run['few_class_batch_statistics_accuracy'])} "
-        f"| {'n/a' if loss is None else f'{loss:.3f}'} | {run['wall_seconds']:.0f} |"
-    )
-display(Markdown("\n".join(rows)))
+display(Markdown(analysis.runs_table(m)))
 
 # %% [markdown]
 # ## Reading

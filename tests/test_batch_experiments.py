@@ -19,6 +19,7 @@ from pipeline.core.runs import statistics_batches
 from pipeline.experiments.batch_sizes import analysis as batch_sizes_analysis
 from pipeline.experiments.batch_sizes import run as batch_sizes
 from pipeline.experiments.non_iid import analysis as non_iid_analysis
+from pipeline.reporting.spread import with_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = tiny_params()
@@ -247,61 +248,103 @@ def non_iid_run(tmp_path_factory):
     return stage_run(tmp_path_factory, "non_iid")
 
 
-def test_batch_sizes_stage_writes_every_run(batch_sizes_run):
+def test_batch_sizes_stage_writes_every_run_of_every_seed(batch_sizes_run):
     root, results, metrics = batch_sizes_run
     tiny = TINY["batch_sizes"]
     assert results["backend"] == keras.backend.backend()
-    assert results["params"] == {**tiny, "seed": TINY["seed"]}
-    assert results["training_images"] == 16 and results["test_images"] == 16
-    assert results["momentum"] == batch_sizes.MOMENTUM
-    runs = {(r["normalization"], r["batch_size"]): r for r in results["runs"]}
-    assert set(runs) == {(n, b) for n in tiny["normalizations"]
-                         for b in tiny["batch_sizes"]}
-    for (name, size), run in runs.items():
-        assert run["steps"] == 16 // size
-        assert 0 <= run["test_accuracy"] <= 1
-        has_batch_statistics = name in normalizations.BATCH_STATISTICS
-        assert (run["batch_statistics_accuracy"] is not None) == has_batch_statistics
-        assert (run["population_accuracy"] is not None) == has_batch_statistics
-        assert run["statistics_batches"] == min(2, 16 // size)
+    assert results["params"] == tiny
+    assert results["seeds"] == [3, 4]
+    assert [seed["seed"] for seed in results["by_seed"]] == [3, 4]
+    for seed in results["by_seed"]:
+        assert seed["training_images"] == 16 and seed["test_images"] == 16
+        assert seed["momentum"] == batch_sizes.MOMENTUM
+        runs = {(r["normalization"], r["batch_size"], r["budget"]): r
+                for r in seed["runs"]}
+        # At the largest batch size both budgets are one run, recorded once.
+        assert set(runs) == {("batch_norm", 2, "epochs"), ("batch_norm", 2, "steps"),
+                             ("batch_norm", 4, "epochs")}
+        for (name, size, budget), run in runs.items():
+            assert run["steps"] == 16 // (size if budget == "epochs" else 4)
+            assert run["epochs"] == run["steps"] * size / 16
+            assert 0 <= run["test_accuracy"] <= 1
+            has_batch_statistics = name in normalizations.BATCH_STATISTICS
+            assert (run["batch_statistics_accuracy"] is not None) == (
+                has_batch_statistics)
+            assert (run["population_accuracy"] is not None) == has_batch_statistics
+            assert run["statistics_batches"] == min(2, 16 // size)
     assert metrics == batch_sizes_analysis.metrics(results)
-    assert metrics["bn_smallest_batch"] == runs[("batch_norm", 2)]["test_accuracy"]
-    assert metrics["bn_largest_batch"] == runs[("batch_norm", 4)]["test_accuracy"]
+
+    def accuracy(size, budget="epochs"):
+        return [batch_sizes_analysis.find_run(seed, "batch_norm", size, budget)[
+            "test_accuracy"] for seed in results["by_seed"]]
+
+    assert metrics["seeds"] == [3, 4]
+    # reference_batch_size 32 did not run: the baseline is at the closest, 4.
+    assert metrics["baseline_accuracy"] == pytest.approx(np.mean(accuracy(4)))
+    assert metrics["baseline_accuracy_std"] == pytest.approx(
+        np.std(accuracy(4), ddof=1))
+    assert metrics["bn_smallest"] == pytest.approx(np.mean(accuracy(2)))
     # The plots file: a row per batch size, a column per normalization.
     table = batch_sizes_analysis.plots(results).splitlines()
-    assert table[0] == ",".join(["batch_size", *normalizations.NORMALIZATIONS])
+    assert table[0].split(",")[:7] == ["batch_size", *normalizations.NORMALIZATIONS]
     for line, size in zip(table[1:], (2, 4), strict=True):
         cells = dict(zip(table[0].split(","), line.split(","), strict=True))
         assert int(cells["batch_size"]) == size and cells["group_norm"] == ""
         assert float(cells["batch_norm"]) == pytest.approx(
-            runs[("batch_norm", size)]["test_accuracy"], abs=1e-6)
+            np.mean(accuracy(size)), abs=1e-6)
+        assert float(cells["batch_norm_equal_steps"]) == pytest.approx(
+            np.mean(accuracy(size, "steps")), abs=1e-6)
 
 
 def test_non_iid_stage_trains_on_both_kinds_of_batches(non_iid_run):
     _, results, metrics = non_iid_run
     tiny = TINY["non_iid"]
-    assert results["params"] == {**tiny, "seed": TINY["seed"]}
-    assert [(r["normalization"], r["sampling"]) for r in results["runs"]] == [
-        (n, s) for n in tiny["normalizations"] for s in ("iid", "non_iid")
+    assert results["params"] == tiny
+    assert results["seeds"] == [3, 4]
+    for seed in results["by_seed"]:
+        assert [(r["normalization"], r["sampling"]) for r in seed["runs"]] == [
+            (n, s) for n in tiny["normalizations"] for s in ("iid", "non_iid")
+        ]
+        assert seed["training_images"] == 64 and seed["test_images"] == 32
+        assert 0 < seed["few_class_test_images"] <= 32
+        assert seed["steps"] > 0
+    assert metrics == non_iid_analysis.metrics(results)
+    iid = [non_iid_analysis.run_of(seed, "batch_norm", "iid")["test_accuracy"]
+           for seed in results["by_seed"]]
+    skewed = [non_iid_analysis.run_of(seed, "batch_norm", "non_iid")["test_accuracy"]
+              for seed in results["by_seed"]]
+    assert metrics["seeds"] == [3, 4]
+    assert metrics["baseline_accuracy"] == pytest.approx(np.mean(iid))
+    assert metrics["bn_non_iid"] == pytest.approx(np.mean(skewed))
+    assert metrics["bn_non_iid_std"] == pytest.approx(np.std(skewed, ddof=1))
+
+
+def every_normalization_results():
+    """Results with every normalization at two batch sizes (both budgets) and both
+    samplings, over two seeds."""
+    by_seed = [
+        {"seed": seed, "runs": [
+            {"normalization": n, "batch_size": b, "budget": budget, "sampling": s,
+             "test_accuracy": 0.87939453125}
+            for n in normalizations.NORMALIZATIONS
+            for b in (2, 256)
+            for budget in ("epochs", "steps")
+            for s in ("iid", "non_iid")
+        ]}
+        for seed in (3, 4)
     ]
-    assert results["training_images"] == 64 and results["test_images"] == 32
-    assert 0 < results["few_class_test_images"] <= 32
-    assert results["steps"] > 0
-    assert metrics == {
-        f"{r['normalization']}_{r['sampling']}": r["test_accuracy"]
-        for r in results["runs"]
-    }
+    params = {"normalizations": list(normalizations.NORMALIZATIONS),
+              "reference_batch_size": 32}
+    return {"params": params, "seeds": [3, 4], "by_seed": by_seed}
 
 
 def test_headlines_fit_dvc_metrics_show():
-    runs = [
-        {"normalization": n, "batch_size": b, "sampling": s, "test_accuracy": 0.5}
-        for n in normalizations.NORMALIZATIONS
-        for b in (2, 256)
-        for s in ("iid", "non_iid")
-    ]
-    assert len(batch_sizes_analysis.metrics({"runs": runs})) == 6
-    assert len(non_iid_analysis.metrics({"runs": runs})) == 6
+    results = every_normalization_results()
+    for analysis in (batch_sizes_analysis, non_iid_analysis):
+        written = analysis.metrics(results)
+        assert written.pop("seeds") == [3, 4]
+        assert len(written) == 6 and {"baseline_accuracy",
+                                      "baseline_accuracy_std"} <= set(written)
 
 
 def render(stage_result, monkeypatch, stage, name):
@@ -324,10 +367,13 @@ def test_batch_sizes_report_renders_its_numbers(batch_sizes_run, monkeypatch):
     results, images, html = render(
         batch_sizes_run, monkeypatch, "experiment_report@batch_sizes", "batch_sizes"
     )
-    assert images == 2  # the error curves and the BN family's gap
-    assert "What Wu &amp; He found." in html and "Caveats: seed 3" in html
-    bn = next(r for r in results["runs"] if r["normalization"] == "batch_norm")
-    assert f"BN {100 * bn['test_accuracy']:.2f}% at batch 2" in html
+    assert images == 2  # the error curves at both budgets, and the BN family's gap
+    assert "What Wu &amp; He found." in html and "Caveats: 2 seed(s) (3, 4)" in html
+    assert "At equal steps" in html and "The baseline is BN at batch 4" in html
+    smallest = batch_sizes_analysis.values(results, "batch_norm", 2)
+    assert f"BN {with_spread(smallest)} at batch 2" in html
+    for absent in ("Batch Renorm", "GroupNorm uses", "ghost BN", "LayerNorm"):
+        assert absent not in html
 
 
 def test_non_iid_report_renders_its_numbers(non_iid_run, monkeypatch):
@@ -335,10 +381,10 @@ def test_non_iid_report_renders_its_numbers(non_iid_run, monkeypatch):
         non_iid_run, monkeypatch, "experiment_report@non_iid", "non_iid"
     )
     assert images == 2  # i.i.d. vs not, and the BN family by its statistics
-    assert "What Ioffe found." in html
-    bn = results["runs"][1]
-    assert bn["sampling"] == "non_iid"
-    assert f"{100 * bn['test_accuracy']:.2f}% after non-i.i.d." in html
+    assert "What Ioffe found." in html and "Caveats: 2 seed(s) (3, 4)" in html
+    skewed = non_iid_analysis.values(results, "batch_norm", "non_iid")
+    assert f"{with_spread(skewed)} after non-i.i.d." in html
+    assert "clips r" not in html and "GroupNorm uses" not in html
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@
 Together they no longer fit: DVC's table has a column for every key of every file,
 and each experiment adds its own. `dvc metrics show FILE` reads one."""
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -15,7 +16,6 @@ from stages import stage_path
 
 from pipeline.core import params
 from pipeline.core.normalizations import NORMALIZATIONS
-from pipeline.experiments.batch_sizes import analysis as batch_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -72,18 +72,31 @@ def test_each_files_row_of_dvc_metrics_show_fits_on_a_screen(metrics_project, pa
     assert max(map(len, shown)) <= SCREEN_COLUMNS, "\n".join(shown)
 
 
-def test_batch_sizes_metrics_the_code_writes_fit_on_a_screen(tmp_path):
+@pytest.mark.parametrize("experiment", ["batch_sizes", "non_iid"])
+def test_batch_metrics_the_code_writes_fit_on_a_screen(tmp_path, experiment):
     """The keys the stage writes now, for every normalization that has them (the
     committed file is the last full run's), each value with more digits than DVC
-    shows."""
-    runs = [
-        {"normalization": name, "batch_size": size, "test_accuracy": 0.87939453125}
-        for name in NORMALIZATIONS
-        for size in (2, 256)
+    shows; the list of seeds is not a column of DVC's table."""
+    by_seed = [
+        {"seed": seed, "runs": [
+            {"normalization": name, "batch_size": size, "budget": budget,
+             "sampling": sampling, "test_accuracy": 0.87939453125 + seed / 1000}
+            for name in NORMALIZATIONS
+            for size in (2, 256)
+            for budget in ("epochs", "steps")
+            for sampling in ("iid", "non_iid")
+        ]}
+        for seed in (0, 1, 2)
     ]
-    written = batch_sizes.metrics({"runs": runs})
-    assert len(written) == 6
-    path = stage_path("experiment_report@batch_sizes", "metrics")
+    results = {"params": {"normalizations": list(NORMALIZATIONS),
+                          "reference_batch_size": 32},
+               "seeds": [0, 1, 2], "by_seed": by_seed}
+    analysis = importlib.import_module(f"pipeline.experiments.{experiment}.analysis")
+    written = analysis.metrics(results)
+    assert written["seeds"] == [0, 1, 2]
+    numbers = {key: value for key, value in written.items() if key != "seeds"}
+    assert len(numbers) == 6
+    path = stage_path(f"experiment_report@{experiment}", "metrics")
     shown = dvc_metrics_show(make_project(tmp_path, {path: written}), str(path))
-    assert shown[0].split() == ["Path", *sorted(written)], shown
+    assert shown[0].split() == ["Path", *sorted(numbers)], shown
     assert max(map(len, shown)) <= SCREEN_COLUMNS, "\n".join(shown)

@@ -126,7 +126,10 @@ def test_a_notebook_without_a_kernel_fails_in_one_line(workdir):
     none of the report's outputs written."""
     results = stage_path("experiment_report@non_iid", "results")
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text('{"backend": "jax", "runs": []}')
+    results.write_text(
+        '{"backend": "jax", "params": {"normalizations": []}, "seeds": [], '
+        '"by_seed": []}'
+    )
     kernelless = workdir / "kernelless.ipynb"
     parameters = new_code_cell("results_path = None", metadata={"tags": ["parameters"]})
     nbformat.write(new_notebook(cells=[parameters]), kernelless)

@@ -1,28 +1,33 @@
 """What the report of the experiment `batch_sizes` shows: its metrics, its plots
-table and its sentences.
+table, its figures' numbers and its sentences.
 
-Each function reads `details`, the dict the experiment writes as its results (keys
-"runs", "params", "test_images", ...; a value that was not finite is None), and
-returns numbers or Markdown. Pure functions of that dict, numpy only, so the verdicts
-can be tested without running an experiment, Keras or a notebook. What the paper
-found is quoted from it, as constants.
+Each function reads `results`, the experiment's results file: its "params", its
+"seeds" and "by_seed", one entry per seed holding what run.py's `run()` returned for
+that seed ("runs", "test_images", "training_images", "momentum"; a value that was not
+finite is None). Every number the report compares is a mean over the seeds with its
+standard deviation, and every verdict is chosen from them
+(`pipeline.reporting.spread.apart`). Pure functions of that dict, numpy only, so the
+verdicts can be tested without running an experiment, Keras or a notebook. What the
+paper found is quoted from it, as constants.
 """
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from pipeline.core.normalizations import LABELS
-from pipeline.reporting.text import csv_columns, noise, percent, points
+from pipeline.core.normalizations import BATCH_STATISTICS, LABELS
+from pipeline.reporting.spread import BEYOND, apart, mean_std, over_seeds, with_spread
+from pipeline.reporting.text import csv_columns, standard_error
 
-Details = Mapping[str, Any]
+Results = Mapping[str, Any]
 
 TITLE = "bnk: batch normalization and the batch size"
 #: The normalizations whose accuracies the metrics file holds, by the short name its
-#: keys give them (`bn_smallest_batch`): the long ones made its row of `dvc metrics
+#: keys give them (`bn_smallest`): the long ones made its row of `dvc metrics
 #: show` wider than a screen.
-HEADLINE = {"batch_norm": "bn", "batch_renorm": "renorm", "group_norm": "gn"}
+HEADLINE = {"batch_norm": "bn", "group_norm": "gn"}
 
 #: Wu & He (2018), Figure 1: ResNet-50 on ImageNet, top-1 validation error by images
 #: per worker (their Table 2 lists the same numbers).
@@ -30,160 +35,546 @@ WU_HE_BN_ERROR = {32: 23.6, 16: 23.7, 8: 24.8, 4: 27.3, 2: 34.7}
 WU_HE_GN_ERROR = {32: 24.1, 16: 24.2, 8: 24.0, 4: 24.2, 2: 24.1}
 #: Moving averages whose initial values keep more weight than this are stale.
 STALE = 0.01
+#: Wu & He compare batch sizes at an equal number of epochs; run.py also runs them at
+#: an equal number of steps (as many as the largest batch size takes).
+BUDGETS = ("epochs", "steps")
+BUDGET_NAMES = {"epochs": "equal epochs", "steps": "equal steps"}
+#: What each accuracy of a run of the BN family measures.
+STATISTICS = {
+    "test_accuracy": "moving statistics",
+    "batch_statistics_accuracy": "statistics of each test batch",
+    "population_accuracy": "population statistics, recomputed",
+}
 
 
-def accuracy_by_batch_size(
-    details: Details, normalization: str, key: str = "test_accuracy"
-) -> dict[int, float]:
-    """{batch size: accuracy `key`} of `normalization`'s runs, a None as NaN."""
-    return {
-        run["batch_size"]: np.nan if run[key] is None else run[key]
-        for run in details["runs"]
-        if run["normalization"] == normalization
+# What ran
+
+
+def batch_sizes(results: Results) -> list[int]:
+    """The batch sizes that ran, smallest first."""
+    return sorted(
+        {run["batch_size"] for seed in results["by_seed"] for run in seed["runs"]}
+    )
+
+
+def normalizations(results: Results) -> list[str]:
+    """The normalizations the params run, in the order of LABELS."""
+    wanted = results["params"]["normalizations"]
+    return [name for name in LABELS if name in wanted]
+
+
+def family(results: Results) -> list[str]:
+    """The normalizations run that have batch statistics (the BN family)."""
+    return [name for name in normalizations(results) if name in BATCH_STATISTICS]
+
+
+def reference_batch_size(results: Results) -> int:
+    """The batch size of the baseline: the params' `reference_batch_size` when it is
+    one of the batch sizes run; otherwise the batch size run closest to it (of two
+    as close, the smaller), which the report then names as the reference."""
+    wanted = results["params"]["reference_batch_size"]
+    return min(batch_sizes(results), key=lambda size: (abs(size - wanted), size))
+
+
+def find_run(
+    seed: Mapping[str, Any], normalization: str, batch_size: int, budget: str
+) -> Mapping[str, Any] | None:
+    """The run of one seed at `batch_size` under `budget`. At the largest batch size
+    both budgets are the same run, recorded once (as budget "epochs")."""
+    largest = max(run["batch_size"] for run in seed["runs"])
+    wanted = "epochs" if batch_size == largest else budget
+    for run in seed["runs"]:
+        if (
+            run["normalization"] == normalization
+            and run["batch_size"] == batch_size
+            and run["budget"] == wanted
+        ):
+            return run
+    return None
+
+
+def values(
+    results: Results,
+    normalization: str,
+    batch_size: int,
+    budget: str = "epochs",
+    key: str = "test_accuracy",
+) -> np.ndarray:
+    """`key` of the run of `normalization` at `batch_size` under `budget`, one value
+    per seed (NaN where it did not run or was not finite)."""
+    return over_seeds(
+        results,
+        lambda seed: (find_run(seed, normalization, batch_size, budget) or {}).get(key),
+    )
+
+
+def curve(
+    results: Results,
+    normalization: str,
+    budget: str = "epochs",
+    key: str = "test_accuracy",
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """(batch sizes, mean of `key` at each over the seeds, standard deviation): one
+    line of a figure."""
+    sizes = batch_sizes(results)
+    spread = [mean_std(values(results, normalization, s, budget, key)) for s in sizes]
+    return sizes, np.array([m for m, _ in spread]), np.array([s for _, s in spread])
+
+
+def first_seed_value(
+    results: Results, normalization: str, batch_size: int, budget: str, key: str
+) -> Any:
+    """`key` of the first seed's run (what every seed shares: steps, learning
+    rate), or None."""
+    for seed in results["by_seed"]:
+        run = find_run(seed, normalization, batch_size, budget)
+        if run is not None:
+            return run.get(key)
+    return None
+
+
+def shared(results: Results, key: str) -> str:
+    """A count every seed records (`training_images`, ...), as "60,000", or as a
+    range where the seeds differ."""
+    counts = sorted({seed[key] for seed in results["by_seed"]})
+    return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
+
+
+def baseline(results: Results) -> np.ndarray:
+    """BN's test accuracy at the reference batch size, at equal epochs, per seed."""
+    return values(results, "batch_norm", reference_batch_size(results), "epochs")
+
+
+# Text helpers
+
+
+def _points(differences: Sequence[float] | np.ndarray, signed: bool = True) -> str:
+    """A difference of accuracies over seeds in percentage points, "+1.2 ± 0.3
+    points"; "n/a" if none is finite."""
+    mean, std = mean_std(differences)
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{100 * mean:{'+' if signed else ''}.1f} ± {100 * std:.1f} points"
+
+
+def _seed_words(results: Results) -> str:
+    seeds = results["seeds"]
+    return (
+        f"mean ± standard deviation over {len(seeds)} seed"
+        f"{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
+    )
+
+
+def _rule() -> str:
+    return (
+        "a difference counts when the means are more than "
+        f"{BEYOND:g} standard errors of their difference apart"
+    )
+
+
+def _names(names: Sequence[str]) -> str:
+    labels = [LABELS[name] for name in names]
+    if len(labels) <= 2:
+        return " and ".join(labels)
+    return ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+# The setup
+
+
+def setup_text(results: Results) -> str:
+    """The environment and the setup of the runs, from the params (only the
+    normalizations they run)."""
+    p = results["params"]
+    normalizers = p["normalizers"]
+    sizes = batch_sizes(results)
+    names = normalizations(results)
+    reference = reference_batch_size(results)
+    rate = {
+        s: first_seed_value(results, names[0], s, "epochs", "learning_rate")
+        for s in sizes
     }
-
-
-def climb(details: Details, normalization: str) -> tuple[int, int, float] | None:
-    """(smallest batch size, batch size of the best accuracy, how much lower the
-    accuracy at the smallest is than the best) for `normalization`, or None."""
-    accuracy = accuracy_by_batch_size(details, normalization)
-    if not accuracy or all(np.isnan(v) for v in accuracy.values()):
-        return None
-    smallest = min(accuracy)
-    best = max(accuracy, key=lambda b: np.nan_to_num(accuracy[b], nan=-1))
-    return smallest, best, accuracy[best] - np.nan_to_num(accuracy[smallest])
-
-
-def wu_he_findings(details: Details) -> list[str]:
-    """Wu & He's Figure 1 against ours: does BN lose accuracy at the smallest batches
-    where GroupNorm does not?"""
-    sizes = sorted({run["batch_size"] for run in details["runs"]})
+    steps = {
+        s: first_seed_value(results, names[0], s, "epochs", "steps") for s in sizes
+    }
     lines = [
-        "**What Wu & He found.** ResNet-50 on ImageNet: BN's top-1 error rises "
-        f"from {WU_HE_BN_ERROR[32]}% at 32 images per worker to "
+        f"Backend **{results['backend']}** ({results['device']}), Keras "
+        f"{results['keras_version']}, {results['backend']} "
+        f"{results['backend_version']}; the whole experiment took "
+        f"{results['wall_seconds'] / 60:.1f} minutes for "
+        f"{len(results['seeds'])} seed(s)."
+    ]
+    setup = (
+        f"**Setup.** `bnk.CNN(normalization=...)` (two conv 5×5 blocks, each followed "
+        f"by the normalization, dense 1024, dropout 0.5) with {_names(names)}, "
+        f"trained at batch sizes {', '.join(map(str, sizes))} on "
+        f"{shared(results, 'training_images')} training images, under two budgets: "
+        f"**equal epochs** ({p['epochs']} pass(es) at every batch size, Wu & He's "
+        f"comparison: {steps[sizes[0]]:,} steps at batch {sizes[0]}, "
+        f"{steps[sizes[-1]]:,} at {sizes[-1]}) and **equal steps** (every batch size "
+        f"takes the {steps[sizes[-1]]:,} steps batch {sizes[-1]} takes, so smaller "
+        f"batches see fewer images; at batch {sizes[-1]} the two budgets are the "
+        f"same run). Adam at {p['learning_rate']:g} for batches of "
+        f"{p['reference_batch_size']}, scaled with the square root of the batch size "
+        f"({rate[sizes[0]]:.2g} at {sizes[0]}, {rate[sizes[-1]]:.2g} at "
+        f"{sizes[-1]}); tested on {shared(results, 'test_images')} test images in "
+        f"inference mode. Each seed ({', '.join(map(str, results['seeds']))}) starts "
+        "every run from its own initial weights and feeds the images in its own "
+        "order, the same for every run of that seed. The baseline is BN at batch "
+        f"{reference}, equal epochs"
+    )
+    if reference != p["reference_batch_size"]:
+        setup += (
+            f" (the batch size run closest to `reference_batch_size` "
+            f"{p['reference_batch_size']}, which did not run)"
+        )
+    setup += f": {with_spread(baseline(results))}."
+    details = []
+    if family(results):
+        details.append(
+            f"The BN family ({_names(family(results))}) is also tested with the "
+            "statistics of each test batch of the training batch size, and with "
+            f"population statistics recomputed over up to {p['statistics_batches']} "
+            "training batches of the training size (at most one pass)."
+        )
+    if "ghost_batch_norm" in names:
+        details.append(
+            f"Ghost BN normalizes sub-batches of at most "
+            f"{normalizers['ghost_batch_size']} examples (plain BN at smaller "
+            "batches)."
+        )
+    if "batch_renorm" in names:
+        clipping = normalizers["renorm_clipping"]
+        details.append(
+            f"Batch Renorm clips r to [{clipping['rmin']:.3g}, {clipping['rmax']:g}] "
+            f"and d to ±{clipping['dmax']:g} (renorm momentum "
+            f"{normalizers['renorm_momentum']:g})."
+        )
+    if "group_norm" in names:
+        details.append(f"GroupNorm uses {normalizers['groups']} groups.")
+    if "layer_norm" in names:
+        details.append(
+            "LayerNorm normalizes each example over height, width and channels."
+        )
+    return "\n\n".join(lines + [" ".join([setup, *details])])
+
+
+def error_note(results: Results) -> str:
+    """What the error in the main figure is, for the normalizations that ran."""
+    text = "Error is 1 − accuracy on the test images, in inference mode"
+    if family(results):
+        text += (
+            f": {_names(family(results))} normalize with their moving statistics there"
+        )
+    return (
+        text + f". Points are the {_seed_words(results)}; the bars span one standard "
+        "deviation either side."
+    )
+
+
+def gap_note(results: Results) -> str:
+    """What the three accuracies of the BN family measure."""
+    ghost = (
+        " (ghost BN: in its sub-batches)"
+        if "ghost_batch_norm" in normalizations(results)
+        else ""
+    )
+    return (
+        "With batch statistics the test images are normalized as training normalized "
+        f"its batches: in batches of the training batch size{ghost}, everything else "
+        "in inference mode (dropout off); the moving statistics are what a deployed "
+        "model uses. The population statistics replace the moving averages after "
+        "training with exact averages over training batches of the training size "
+        "(`bnk.recompute_statistics`, Ioffe & Szegedy's Algorithm 2): what the "
+        "moving averages would be without their lag and noise. All at equal epochs; "
+        f"{_seed_words(results)}."
+    )
+
+
+def runs_table(results: Results) -> str:
+    """Markdown: a row per normalization, batch size and budget, each accuracy as
+    mean ± standard deviation over the seeds."""
+    rows = [
+        "| normalization | batch size | budget | learning rate | steps | passes "
+        "| test accuracy | with batch statistics | with population statistics "
+        "| seconds |",
+        "|:---|---:|:---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    sizes = batch_sizes(results)
+    for name in normalizations(results):
+        for size in sizes:
+            for budget in BUDGETS:
+                if budget == "steps" and size == sizes[-1]:
+                    continue  # the same run as at equal epochs
+                row = _table_row(results, name, size, budget, size == sizes[-1])
+                if row:
+                    rows.append(row)
+    return "\n".join(rows)
+
+
+def _table_row(
+    results: Results, name: str, size: int, budget: str, both: bool
+) -> str | None:
+    """One row of `runs_table`, None if the run is in no seed."""
+    record = None
+    for seed in results["by_seed"]:
+        record = record or find_run(seed, name, size, budget)
+    if record is None:
+        return None
+    seconds = mean_std(values(results, name, size, budget, "wall_seconds"))[0]
+    accuracies = "".join(
+        f"| {with_spread(values(results, name, size, budget, key))} "
+        for key in STATISTICS
+    )
+    return (
+        f"| {LABELS[name]} | {size} | {'both' if both else BUDGET_NAMES[budget]} "
+        f"| {record['learning_rate']:.2g} | {record['steps']:,} "
+        f"| {record['epochs']:.3g} {accuracies}| {seconds:.0f} |"
+    )
+
+
+# Figures
+
+
+def error_ticks(low: float, high: float) -> tuple[list[float], list[str]]:
+    """Ticks for a log axis of errors (fractions) from `low` to `high`: 1, 2 and 5
+    times powers of ten, or finer steps where those give fewer than three, labelled
+    as distinct percentages."""
+    low, high = max(low, 1e-5), min(max(high, low * 1.01), 1.0)
+    decades = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    ticks: list[float] = []
+    for mantissas in (
+        (1, 2, 5),
+        tuple(range(1, 10)),
+        tuple(np.arange(10, 100) / 10),
+        tuple(np.arange(100, 1000) / 100),
+    ):
+        ticks = sorted(
+            {
+                float(f"{m * 10.0**k:.6g}")
+                for k in decades
+                for m in mantissas
+                if low <= m * 10.0**k <= high
+            }
+        )
+        if len(ticks) >= 3:
+            break
+    labels = [f"{100 * tick:.4g}%" for tick in ticks]
+    return ticks, labels
+
+
+def tick_decimals(ticks: Sequence[float], most: int = 4) -> int:
+    """The fewest decimals (up to `most`) that give distinct percentage labels to
+    `ticks` (fractions)."""
+    for decimals in range(most + 1):
+        labels = [f"{100 * t:.{decimals}f}" for t in ticks]
+        if len(set(labels)) == len(labels):
+            return decimals
+    return most
+
+
+# Verdicts
+
+
+class Climb(NamedTuple):
+    """How much accuracy `normalization` loses at the smallest batch size."""
+
+    smallest: int
+    best: int
+    smallest_values: np.ndarray
+    best_values: np.ndarray
+    #: Per seed: accuracy at the best batch size minus at the smallest.
+    drop: np.ndarray
+    #: Whether the loss is beyond the spread over seeds.
+    loses: bool
+
+
+def climb(results: Results, normalization: str, budget: str = "epochs") -> Climb | None:
+    """The smallest batch size against the one of the best mean accuracy, for
+    `normalization` under `budget`; None if it did not run."""
+    sizes = batch_sizes(results)
+    accuracy = {size: values(results, normalization, size, budget) for size in sizes}
+    means = {size: mean_std(v)[0] for size, v in accuracy.items()}
+    if not sizes or all(not np.isfinite(m) for m in means.values()):
+        return None
+    smallest = sizes[0]
+    best = max(sizes, key=lambda s: np.nan_to_num(means[s], nan=-1))
+    drop = accuracy[best] - accuracy[smallest]
+    loses = best != smallest and apart(accuracy[best], accuracy[smallest])
+    return Climb(smallest, best, accuracy[smallest], accuracy[best], drop, loses)
+
+
+def measured_line(results: Results, budget: str) -> str:
+    """What each normalization reaches at the smallest batch size and at its best,
+    under `budget`."""
+    sizes = batch_sizes(results)
+    steps = first_seed_value(
+        results, normalizations(results)[0], sizes[-1], "epochs", "steps"
+    )
+    if budget == "epochs":
+        head = (
+            f"**What we measured at equal epochs** "
+            f"({results['params']['epochs']} pass(es) at every batch size"
+        )
+    else:
+        head = (
+            f"**At equal steps** ({steps:,} steps at every batch size, as batch "
+            f"{sizes[-1]} takes in its pass(es): batch {sizes[0]} sees "
+            f"{Fraction(sizes[0], sizes[-1])} of the images"
+        )
+    measured = []
+    for name in normalizations(results):
+        found = climb(results, name, budget)
+        if found is None:
+            continue
+        measured.append(
+            f"{LABELS[name]} {with_spread(found.smallest_values)} at batch "
+            f"{found.smallest} (best {with_spread(found.best_values)}, at "
+            f"{found.best})"
+        )
+    return (
+        f"{head}; test accuracy, {_seed_words(results)}): " + "; ".join(measured) + "."
+    )
+
+
+def climb_verdict(results: Results, budget: str = "epochs") -> str | None:
+    """Wu & He's Figure 1 against ours under `budget`: does BN lose accuracy at the
+    smallest batch beyond the spread over seeds, where GroupNorm does not? Without
+    GroupNorm in the params, BN alone; None without BN."""
+    lead = f"At {BUDGET_NAMES[budget]}"
+    bn, gn = climb(results, "batch_norm", budget), climb(results, "group_norm", budget)
+    if bn is None:
+        return None
+    said_bn = (
+        f"at batch {bn.smallest} BN is {_points(bn.drop, signed=False)} below its "
+        f"best (batch {bn.best})"
+    )
+    rule = f"{_seed_words(results)}; {_rule()}"
+    if gn is None:
+        if bn.loses:
+            return (
+                f"{lead}, BN loses accuracy at the smallest batch beyond the spread, "
+                f"as in the paper: {said_bn} ({rule}). GroupNorm is not among the "
+                "normalizations run, so there is no flat line to set against it."
+            )
+        return (
+            f"{lead}, unlike the paper, BN does not lose accuracy beyond the spread "
+            f"at the smallest batch: {said_bn} ({rule}). GroupNorm is not among the "
+            "normalizations run."
+        )
+    said = (
+        f"{said_bn}, GroupNorm {_points(gn.drop, signed=False)} below its own "
+        f"(batch {gn.best}) ({rule})"
+    )
+    if bn.loses and not gn.loses:
+        return f"{lead}, as in the paper: {said}."
+    if bn.loses:
+        return (
+            f"{lead}, partly as in the paper: BN loses accuracy at the smallest "
+            f"batch, but so does GroupNorm: {said}."
+        )
+    if not gn.loses:
+        return (
+            f"{lead}, unlike the paper, BN does not lose accuracy beyond the spread "
+            f"at the smallest batch, nor does GroupNorm: {said}."
+        )
+    return (
+        f"{lead}, unlike the paper, GroupNorm loses accuracy at the smallest batch "
+        f"and BN stays within the spread: {said}."
+    )
+
+
+def wu_he_findings(results: Results) -> list[str]:
+    """What Wu & He found, then, under each budget, what we measured and the
+    verdict."""
+    lines = [
+        "**What Wu & He found.** ResNet-50 on ImageNet, at equal epochs: BN's top-1 "
+        f"error rises from {WU_HE_BN_ERROR[32]}% at 32 images per worker to "
         f"{WU_HE_BN_ERROR[2]}% at 2, while GroupNorm's stays between "
         f"{min(WU_HE_GN_ERROR.values())}% and {max(WU_HE_GN_ERROR.values())}%."
     ]
-    measured = []
-    for name in LABELS:
-        found = climb(details, name)
-        if found is None:
-            continue
-        smallest, best, drop = found
-        accuracy = accuracy_by_batch_size(details, name)
-        measured.append(
-            f"{LABELS[name]} {percent(accuracy[smallest])} at batch {smallest} "
-            f"(best {percent(accuracy[best])}, at {best})"
-        )
-    lines.append(
-        f"**What we measured** (batch sizes {', '.join(map(str, sizes))}): "
-        + "; ".join(measured)
-        + "."
-    )
-    bn, gn = climb(details, "batch_norm"), climb(details, "group_norm")
-    if bn is not None and gn is not None:
-        bn_noise = noise(details, accuracy_by_batch_size(details, "batch_norm")[bn[1]])
-        gn_noise = noise(details, accuracy_by_batch_size(details, "group_norm")[gn[1]])
-        bn_climbs = bn[2] > bn_noise
-        gn_flat = gn[2] <= gn_noise
-        said = (
-            f"at batch {bn[0]} BN is {100 * bn[2]:.1f} points below its best, "
-            f"GroupNorm {100 * gn[2]:.1f} points below its own (twice the standard "
-            f"error: about {100 * max(bn_noise, gn_noise):.1f} points)"
-        )
-        if bn_climbs and gn_flat:
-            verdict = f"As in the paper: {said}."
-        elif bn_climbs:
-            verdict = (
-                f"Partly as in the paper: BN loses accuracy at the smallest batch, "
-                f"but so does GroupNorm here: {said}."
-            )
-        elif gn_flat:
-            verdict = (
-                f"Unlike the paper, BN does not lose accuracy beyond the noise at "
-                f"the smallest batch here: {said}."
-            )
-        else:
-            verdict = (
-                f"Unlike the paper, GroupNorm loses accuracy at the smallest batch "
-                f"and BN stays within the noise: {said}."
-            )
-        lines.append(verdict)
+    for budget in BUDGETS:
+        lines.append(measured_line(results, budget))
+        verdict = climb_verdict(results, budget)
+        if verdict is not None:
+            lines.append(verdict)
     return lines
 
 
-def gap_findings(details: Details) -> list[str]:
-    """The train/inference gap of the BN family: accuracy with the statistics of
-    each test batch minus accuracy with the moving statistics, by batch size."""
+def gap_findings(results: Results) -> list[str]:
+    """The train/inference gap of the BN family at equal epochs: accuracy with the
+    statistics of each test batch minus accuracy with the moving statistics, by
+    batch size, and what recomputed population statistics win back."""
     lines = []
-    for name in ("batch_norm", "ghost_batch_norm", "batch_renorm"):
-        moving = accuracy_by_batch_size(details, name)
-        if not moving:
-            continue
-        batch = accuracy_by_batch_size(details, name, "batch_statistics_accuracy")
-        gaps = {size: batch[size] - moving[size] for size in moving}
-        sizes = sorted(gaps)
-        widest = max(sizes, key=lambda size: np.nan_to_num(abs(gaps[size]), nan=-1))
-        listed = ", ".join(f"{points(gaps[size])} at {size}" for size in sizes)
-        text = (
-            f"- {LABELS[name]}: batch statistics minus moving statistics: {listed}. "
-        )
-        if abs(np.nan_to_num(gaps[widest])) <= noise(details, moving[widest]):
-            text += "Within the noise at every batch size."
-        elif gaps[widest] > 0:
-            text += (
-                f"The moving statistics cost most at batch {widest}: the network "
-                "does better on the batch statistics it trained with."
-            )
-            steps = next(
-                run["steps"]
-                for run in details["runs"]
-                if run["normalization"] == name and run["batch_size"] == widest
-            )
-            remembered = details["momentum"] ** steps
-            if remembered > STALE:
-                text += (
-                    f" After {steps:,} steps, moving averages of momentum "
-                    f"{details['momentum']:g} still give their initial values a "
-                    f"weight of {remembered:.0%} ({details['momentum']:g}^{steps}): "
-                    "there they are stale rather than wrong."
-                )
+    sizes = batch_sizes(results)
+    for name in family(results):
+        moving = {s: values(results, name, s) for s in sizes}
+        batch = {
+            s: values(results, name, s, key="batch_statistics_accuracy") for s in sizes
+        }
+        gaps = {s: batch[s] - moving[s] for s in sizes}
+        listed = ", ".join(f"{_points(gaps[s])} at {s}" for s in sizes)
+        text = f"- {LABELS[name]}: batch statistics minus moving statistics: {listed}. "
+        beyond = [s for s in sizes if apart(batch[s], moving[s])]
+        if not beyond:
+            text += "Within the spread over seeds at every batch size."
         else:
-            text += (
-                f"The batch statistics cost most at batch {widest}: normalizing by "
-                "so few test images is noisier than the moving averages."
-            )
-        text += population_sentence(details, name, moving)
+            widest = max(beyond, key=lambda s: abs(mean_std(gaps[s])[0]))
+            if mean_std(gaps[widest])[0] > 0:
+                text += (
+                    f"The moving statistics cost most at batch {widest}: the network "
+                    "does better on the batch statistics it trained with."
+                )
+                text += _stale(results, name, widest)
+            else:
+                text += (
+                    f"The batch statistics cost most at batch {widest}: normalizing "
+                    "by so few test images is noisier than the moving averages."
+                )
+        text += population_sentence(results, name)
         lines.append(text)
     return lines
 
 
-def population_sentence(details: Details, name: str, moving: dict[int, float]) -> str:
-    """How much recomputing the population statistics after training changes the
-    accuracy of `name` (whose moving-statistics accuracies are `moving`): the share
-    of its small-batch loss that is the moving averages' fault. "" if not measured."""
-    population = accuracy_by_batch_size(details, name, "population_accuracy")
-    if not population or all(np.isnan(v) for v in population.values()):
+def _stale(results: Results, name: str, batch_size: int) -> str:
+    """A sentence if the moving averages at `batch_size` (equal epochs) still weigh
+    their initial values by more than STALE; else ""."""
+    steps = first_seed_value(results, name, batch_size, "epochs", "steps")
+    momentum = results["by_seed"][0]["momentum"]
+    remembered = momentum**steps
+    if remembered <= STALE:
         return ""
-    sizes = sorted(population)
-    listed = ", ".join(
-        f"{points(population[size] - moving[size])} at {size}" for size in sizes
+    return (
+        f" After {steps:,} steps, moving averages of momentum {momentum:g} still give "
+        f"their initial values a weight of {remembered:.0%} ({momentum:g}^{steps}): "
+        "there they are stale rather than wrong."
     )
-    smallest = sizes[0]
-    best = max(moving, key=lambda b: np.nan_to_num(moving[b], nan=-1))
-    lost = moving[best] - moving[smallest]
-    regained = population[smallest] - moving[smallest]
+
+
+def population_sentence(results: Results, name: str) -> str:
+    """How much recomputing the population statistics after training changes the
+    accuracy of `name` at equal epochs: the share of its small-batch loss that is
+    the moving averages' fault. "" if not measured."""
+    sizes = batch_sizes(results)
+    moving = {s: values(results, name, s) for s in sizes}
+    population = {s: values(results, name, s, key="population_accuracy") for s in sizes}
+    if all(not np.isfinite(v).any() for v in population.values()):
+        return ""
+    listed = ", ".join(f"{_points(population[s] - moving[s])} at {s}" for s in sizes)
     text = (
-        f" With population statistics recomputed after training "
+        " With population statistics recomputed after training "
         f"(`bnk.recompute_statistics`) instead of the moving averages: {listed}."
     )
-    margin = noise(details, moving[best])
-    if lost <= margin:
+    smallest = sizes[0]
+    best = max(sizes, key=lambda s: np.nan_to_num(mean_std(moving[s])[0], nan=-1))
+    lost = mean_std(moving[best] - moving[smallest])[0]
+    regained = mean_std(population[smallest] - moving[smallest])[0]
+    if best == smallest or not apart(moving[best], moving[smallest]):
         return text + (
-            f" At batch {smallest} there is no loss beyond the noise for them to "
+            f" At batch {smallest} there is no loss beyond the spread for them to "
             "explain."
         )
-    if regained > margin:
+    if regained > 0 and apart(population[smallest], moving[smallest]):
         return text + (
             f" Of the {100 * lost:.1f} points lost at batch {smallest} against batch "
             f"{best}, the recomputed statistics win back "
@@ -193,52 +584,73 @@ def population_sentence(details: Details, name: str, moving: dict[int, float]) -
     return text + (
         f" The {100 * lost:.1f} points lost at batch {smallest} against batch {best} "
         "are not the moving averages' fault: recomputed statistics do not win them "
-        "back."
+        "back beyond the spread."
     )
 
 
-def batch_size_caveats(details: Details) -> str:
-    """One seed, short training, and fewer steps for larger batches."""
-    steps = {run["batch_size"]: run["steps"] for run in details["runs"]}
-    sizes = sorted(steps)
+def batch_size_caveats(results: Results) -> str:
+    """The seeds, the short training, and the budgets' steps."""
+    sizes = batch_sizes(results)
+    name = normalizations(results)[0]
+    steps = {s: first_seed_value(results, name, s, "epochs", "steps") for s in sizes}
+    test_images = results["by_seed"][0]["test_images"]
+    error = standard_error(0.9, test_images)
     return (
-        f"Caveats: seed {details['params']['seed']}, one run per setting; "
-        f"{details['training_images']:,} training images for "
-        f"{details['params']['epochs']} pass(es), so a fixed number of passes gives "
+        f"Caveats: {len(results['seeds'])} seed(s) "
+        f"({', '.join(map(str, results['seeds']))}), one run per setting and seed; "
+        f"{results['params']['epochs']} pass(es) at equal epochs give "
         f"{steps[sizes[0]]:,} steps at batch {sizes[0]} but {steps[sizes[-1]]:,} at "
         f"{sizes[-1]}: the largest batches are undertrained, whatever the "
-        f"normalization. Differences below about twice the standard error on "
-        f"{details['test_images']:,} test images (≈"
-        f"{100 * noise(details, 0.9):.1f} points at 90%) are noise."
+        "normalization; at equal steps the smaller batches see fewer images instead. "
+        f"Every number compared is a mean over the seeds with its standard "
+        f"deviation, and {_rule()}. One accuracy near 90% on {test_images:,} test "
+        f"images has a standard error of ≈{100 * error:.1f} points."
     )
 
 
-def metrics(details: Details) -> dict[str, float | None]:
-    """Test accuracy at the smallest and the largest batch size of BN, Batch Renorm
-    and GroupNorm (those that ran): what `dvc metrics show` lists."""
-    numbers = {}
+# Metrics and plots
+
+
+def metrics(results: Results) -> dict[str, Any]:
+    """The seeds; the baseline (BN at the reference batch size, equal epochs); and
+    the test accuracy at the smallest batch size, equal epochs, of BN and GroupNorm
+    (those that ran): means over the seeds and their standard deviations, what `dvc
+    metrics show` lists (None where not finite: strict JSON)."""
+    reference_mean, reference_std = mean_std(baseline(results))
+    numbers: dict[str, Any] = {
+        "seeds": list(results["seeds"]),
+        "baseline_accuracy": reference_mean,
+        "baseline_accuracy_std": reference_std,
+    }
+    smallest = batch_sizes(results)[0]
     for name, short in HEADLINE.items():
-        accuracy = {
-            run["batch_size"]: run["test_accuracy"]
-            for run in details["runs"]
-            if run["normalization"] == name
-        }
-        if accuracy:
-            numbers[f"{short}_smallest_batch"] = accuracy[min(accuracy)]
-            numbers[f"{short}_largest_batch"] = accuracy[max(accuracy)]
-    return numbers
+        if name in normalizations(results):
+            mean, std = mean_std(values(results, name, smallest))
+            numbers[f"{short}_smallest"] = mean
+            numbers[f"{short}_smallest_std"] = std
+    return {
+        key: value if key == "seeds" or np.isfinite(value) else None
+        for key, value in numbers.items()
+    }
 
 
-def plots(details: Details) -> str:
-    """CSV: a row per batch size, the test accuracy of each normalization in a column
-    of its name (every known one, empty where it did not run or diverged), the
-    columns dvc.yaml's plot names."""
-    runs = details["runs"]
-    accuracy = {(r["normalization"], r["batch_size"]): r["test_accuracy"] for r in runs}
-    sizes = sorted({r["batch_size"] for r in runs})
-    return csv_columns(
-        {
-            "batch_size": sizes,
-            **{name: [accuracy.get((name, size)) for size in sizes] for name in LABELS},
-        }
-    )
+def plots(results: Results) -> str:
+    """CSV: a row per batch size; the mean test accuracy at equal epochs of each
+    normalization in a column of its name (every known one, empty where it did not
+    run), the columns dvc.yaml's plot names; then, for those that ran, its standard
+    deviation (`<name>_std`) and the same at equal steps (`<name>_equal_steps`,
+    `<name>_equal_steps_std`)."""
+    sizes = batch_sizes(results)
+    ran = normalizations(results)
+    columns: dict[str, list] = {"batch_size": sizes}
+    for name in LABELS:
+        columns[name] = (
+            list(curve(results, name)[1]) if name in ran else [None] * len(sizes)
+        )
+    for name in ran:
+        _, _, std = curve(results, name)
+        _, steps_mean, steps_std = curve(results, name, "steps")
+        columns[f"{name}_std"] = list(std)
+        columns[f"{name}_equal_steps"] = list(steps_mean)
+        columns[f"{name}_equal_steps_std"] = list(steps_std)
+    return csv_columns(columns)

@@ -1,19 +1,26 @@
-"""What the report of the experiment `non_iid` shows: its metrics and its sentences.
+"""What the report of the experiment `non_iid` shows: its metrics, its plots table,
+its figures' numbers and its sentences.
 
-Each function reads `details`, the dict the experiment writes as its results (keys
-"runs", "params", "test_images", ...; a value that was not finite is None), and
-returns numbers or Markdown. Pure functions of that dict, numpy only, so the verdicts
-can be tested without running an experiment, Keras or a notebook. What the paper
-found is quoted from it, as constants.
+Each function reads `results`, the experiment's results file: its "params", its
+"seeds" and "by_seed", one entry per seed holding what run.py's `run()` returned for
+that seed ("runs", "steps", "training_images", "test_images",
+"few_class_test_images"; a value that was not finite is None). Every number the
+report compares is a mean over the seeds with its standard deviation, and every
+verdict is chosen from them (`pipeline.reporting.spread.apart`). Pure functions of
+that dict, numpy only, so the verdicts can be tested without running an experiment,
+Keras or a notebook. What the paper found is quoted from it, as constants.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipeline.core.normalizations import LABELS
-from pipeline.reporting.text import csv_columns, noise, percent, points
+import numpy as np
 
-Details = Mapping[str, Any]
+from pipeline.core.normalizations import BATCH_STATISTICS, LABELS
+from pipeline.reporting.spread import BEYOND, apart, mean_std, over_seeds, with_spread
+from pipeline.reporting.text import csv_columns, percent, standard_error
+
+Results = Mapping[str, Any]
 
 TITLE = "bnk: BN on non-i.i.d. batches"
 #: Ioffe (2017), section 4.2: Inception-v3 on ImageNet, batches of 32 made of 16
@@ -21,14 +28,209 @@ TITLE = "bnk: BN on non-i.i.d. batches"
 IOFFE_IID, IOFFE_BN_NON_IID, IOFFE_RENORM_NON_IID = 0.783, 0.670, 0.765
 #: "Most" of the i.i.d. accuracy: more than this share of BN's loss recovered.
 MOST = 0.5
+#: The normalizations the metrics file may hold, by the short name its keys give
+#: them (`renorm_non_iid`): the long ones made its row of `dvc metrics show` wider
+#: than a screen.
+HEADLINE = {"batch_norm": "bn", "batch_renorm": "renorm", "group_norm": "gn"}
+SAMPLINGS = {"iid": "i.i.d.", "non_iid": "non-i.i.d."}
+#: The BN family's accuracies after non-i.i.d. training, by what they normalize with.
+STATISTICS = (
+    "test_accuracy",
+    "batch_statistics_accuracy",
+    "few_class_batch_statistics_accuracy",
+)
 
 
-def run_of(details: Details, normalization: str, sampling: str) -> Mapping | None:
-    """The non_iid run of `normalization` on `sampling` batches, or None."""
-    for run in details["runs"]:
+# What ran
+
+
+def normalizations(results: Results) -> list[str]:
+    """The normalizations the params run, in the order they list them."""
+    return [name for name in results["params"]["normalizations"] if name in LABELS]
+
+
+def family(results: Results) -> list[str]:
+    """The normalizations run that have batch statistics (the BN family)."""
+    return [name for name in normalizations(results) if name in BATCH_STATISTICS]
+
+
+def run_of(
+    seed: Mapping[str, Any], normalization: str, sampling: str
+) -> Mapping[str, Any] | None:
+    """The run of one seed of `normalization` on `sampling` batches, or None."""
+    for run in seed["runs"]:
         if run["normalization"] == normalization and run["sampling"] == sampling:
             return run
     return None
+
+
+def values(
+    results: Results, normalization: str, sampling: str, key: str = "test_accuracy"
+) -> np.ndarray:
+    """`key` of `normalization`'s run on `sampling` batches, one value per seed (NaN
+    where it did not run or was not finite)."""
+    return over_seeds(
+        results, lambda seed: (run_of(seed, normalization, sampling) or {}).get(key)
+    )
+
+
+def ran(results: Results, normalization: str, sampling: str = "iid") -> bool:
+    """Whether `normalization` has a finite test accuracy on `sampling` batches."""
+    return bool(np.isfinite(values(results, normalization, sampling)).any())
+
+
+def baseline(results: Results) -> np.ndarray:
+    """BN's test accuracy after training on i.i.d. batches, per seed."""
+    return values(results, "batch_norm", "iid")
+
+
+def shared(results: Results, key: str) -> str:
+    """A count every seed records (`steps`, `training_images`, ...), as "1,875", or
+    as a range where the seeds differ."""
+    counts = sorted({seed[key] for seed in results["by_seed"]})
+    return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
+
+
+def bars(
+    results: Results, names: Sequence[str], sampling: str, key: str = "test_accuracy"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(means over the seeds, standard deviations) of `key` for `names` on
+    `sampling` batches: one series of bars."""
+    spread = [mean_std(values(results, name, sampling, key)) for name in names]
+    return np.array([m for m, _ in spread]), np.array([s for _, s in spread])
+
+
+# Text helpers
+
+
+def _points(differences: Sequence[float] | np.ndarray, signed: bool = True) -> str:
+    """A difference of accuracies over seeds in percentage points, "+1.2 ± 0.3
+    points"; "n/a" if none is finite."""
+    mean, std = mean_std(differences)
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{100 * mean:{'+' if signed else ''}.1f} ± {100 * std:.1f} points"
+
+
+def _share(shares: np.ndarray) -> str:
+    mean, std = mean_std(shares)
+    return f"{100 * mean:.0f}% ± {100 * std:.0f}"
+
+
+def _seed_words(results: Results) -> str:
+    seeds = results["seeds"]
+    return (
+        f"mean ± standard deviation over {len(seeds)} seed"
+        f"{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
+    )
+
+
+def _rule() -> str:
+    return (
+        "a difference counts when the means are more than "
+        f"{BEYOND:g} standard errors of their difference apart"
+    )
+
+
+def _names(names: Sequence[str]) -> str:
+    labels = [LABELS[name] for name in names]
+    if len(labels) <= 2:
+        return " and ".join(labels)
+    return ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+# The setup, the table
+
+
+def setup_text(results: Results) -> str:
+    """The environment and the setup of the runs, from the params (only the
+    normalizations they run)."""
+    p = results["params"]
+    normalizers = p["normalizers"]
+    names = normalizations(results)
+    text = (
+        f"Backend **{results['backend']}** ({results['device']}), Keras "
+        f"{results['keras_version']}, {results['backend']} "
+        f"{results['backend_version']}; the whole experiment took "
+        f"{results['wall_seconds'] / 60:.1f} minutes for "
+        f"{len(results['seeds'])} seed(s).\n\n"
+        f"**Setup.** `bnk.CNN(normalization=...)` with {_names(names)}, Adam at "
+        f"{p['learning_rate']:g}, batches of {p['batch_size']}, "
+        f"{shared(results, 'steps')} steps on {shared(results, 'training_images')} "
+        "training images; either shuffled (i.i.d.) batches, or batches of "
+        f"{p['classes_per_batch']} classes with "
+        f"{p['batch_size'] // p['classes_per_batch']} images of each "
+        "(`pipeline.core.batches.FewClassBatches`: each pass cuts every class into "
+        "such shares and joins shares of different classes). Both start from the "
+        "same weights, those of the seed; each seed "
+        f"({', '.join(map(str, results['seeds']))}) has its own weights and order. "
+        f"Tested on {shared(results, 'test_images')} test images in inference mode. "
+        "The baseline is BN on shuffled batches: "
+        f"{with_spread(baseline(results))} ({_seed_words(results)})."
+    )
+    details = []
+    if family(results):
+        details.append(
+            f"The BN family ({_names(family(results))}) is also tested with the "
+            f"statistics of each test batch of {p['batch_size']}, shuffled or made "
+            f"of {p['classes_per_batch']} classes as in training "
+            f"({shared(results, 'few_class_test_images')} test images fill such "
+            "batches)."
+        )
+    if "ghost_batch_norm" in names:
+        details.append(
+            f"Ghost BN normalizes sub-batches of at most "
+            f"{normalizers['ghost_batch_size']} examples."
+        )
+    if "batch_renorm" in names:
+        clipping = normalizers["renorm_clipping"]
+        details.append(
+            f"Batch Renorm clips r to [{clipping['rmin']:.3g}, {clipping['rmax']:g}] "
+            f"and d to ±{clipping['dmax']:g} from the first step, with renorm "
+            f"momentum {normalizers['renorm_momentum']:g}."
+        )
+    if "group_norm" in names:
+        details.append(f"GroupNorm uses {normalizers['groups']} groups.")
+    if "layer_norm" in names:
+        details.append(
+            "LayerNorm normalizes each example over height, width and channels."
+        )
+    return " ".join([text, *details])
+
+
+def runs_table(results: Results) -> str:
+    """Markdown: a row per normalization and sampling, each number as mean ±
+    standard deviation over the seeds."""
+    rows = [
+        "| normalization | trained on | test accuracy | shuffled test batches "
+        "| few-class test batches | final training loss | seconds |",
+        "|:---|:---|---:|---:|---:|---:|---:|",
+    ]
+    for name in normalizations(results):
+        for sampling, label in SAMPLINGS.items():
+            loss = over_seeds(
+                results,
+                lambda seed, s=sampling, n=name: (run_of(seed, n, s) or {}).get(
+                    "training_loss", [None]
+                )[-1],
+            )
+            loss_mean, loss_std = mean_std(loss)
+            loss_text = (
+                f"{loss_mean:.3f} ± {loss_std:.3f}" if np.isfinite(loss_mean) else "n/a"
+            )
+            seconds = mean_std(values(results, name, sampling, "wall_seconds"))[0]
+            rows.append(
+                f"| {LABELS[name]} | {label} "
+                + "".join(
+                    f"| {with_spread(values(results, name, sampling, key))} "
+                    for key in STATISTICS
+                )
+                + f"| {loss_text} | {seconds:.0f} |"
+            )
+    return "\n".join(rows)
+
+
+# Verdicts
 
 
 def recovered_share(iid: float, bn: float, renorm: float) -> float:
@@ -38,145 +240,219 @@ def recovered_share(iid: float, bn: float, renorm: float) -> float:
     return (renorm - bn) / lost if lost > 0 else float("nan")
 
 
-def non_iid_findings(details: Details) -> list[str]:
-    """Ioffe's section 4.2 against ours: BN's accuracy after non-i.i.d. training,
-    Batch Renorm's, and the i.i.d. baseline."""
-    p = details["params"]
-    lines = [
+def measured_line(results: Results) -> str:
+    """Each normalization's accuracy after i.i.d. and after non-i.i.d. training."""
+    measured = []
+    for name in normalizations(results):
+        iid, skewed = values(results, name, "iid"), values(results, name, "non_iid")
+        if not (np.isfinite(iid).any() and np.isfinite(skewed).any()):
+            continue
+        measured.append(
+            f"{LABELS[name]} {with_spread(iid)} after i.i.d. training, "
+            f"{with_spread(skewed)} after non-i.i.d. ({_points(skewed - iid)})"
+        )
+    return (
+        f"**What we measured** (test accuracy, {_seed_words(results)}): "
+        + "; ".join(measured)
+        + "."
+    )
+
+
+def renorm_verdict(results: Results) -> str | None:
+    """How much of BN's loss on non-i.i.d. batches Batch Renorm wins back, judged
+    against the spread over seeds; None unless both ran on both kinds of batches."""
+    bn_iid = values(results, "batch_norm", "iid")
+    bn = values(results, "batch_norm", "non_iid")
+    renorm = values(results, "batch_renorm", "non_iid")
+    if not all(np.isfinite(v).any() for v in (bn_iid, bn, renorm)):
+        return None
+    rule = f"{_seed_words(results)}; {_rule()}"
+    lost = mean_std(bn_iid - bn)[0]
+    if lost <= 0 or not apart(bn_iid, bn):
+        return (
+            f"Unlike the paper, BN loses no accuracy beyond the spread on "
+            f"non-i.i.d. batches here ({_points(bn - bn_iid)}; {rule}), so there is "
+            "nothing for Batch Renorm to recover."
+        )
+    share = recovered_share(mean_std(bn_iid)[0], mean_std(bn)[0], mean_std(renorm)[0])
+    shares = (renorm - bn) / (bn_iid - bn)
+    said = (
+        f"BN loses {_points(bn_iid - bn, signed=False)} and Batch Renorm wins back "
+        f"{100 * share:.0f}% of them (per seed {_share(shares)}; {rule})"
+    )
+    if share <= 0 or not apart(renorm, bn):
+        return (
+            f"Unlike the paper, Batch Renorm wins back none of the "
+            f"{100 * lost:.1f} points BN loses on non-i.i.d. batches beyond the "
+            f"spread: it ends {_points(renorm - bn)} from BN ({rule})."
+        )
+    halfway = (bn_iid + bn) / 2
+    if not apart(renorm, halfway):
+        return (
+            f"Partly as in the paper: {said}; about half, within the spread, where "
+            "the paper's Batch Renorm recovers most."
+        )
+    if share > MOST:
+        return f"As in the paper: {said}."
+    return f"Unlike the paper, Batch Renorm wins back only part: {said}."
+
+
+def group_norm_verdict(results: Results) -> str | None:
+    """What GroupNorm, which has no batch statistics, loses on few-class batches,
+    against what BN loses; None unless both ran on both kinds of batches."""
+    gn_iid, gn = (
+        values(results, "group_norm", "iid"),
+        values(results, "group_norm", "non_iid"),
+    )
+    bn_iid, bn = (
+        values(results, "batch_norm", "iid"),
+        values(results, "batch_norm", "non_iid"),
+    )
+    if not all(np.isfinite(v).any() for v in (gn_iid, gn, bn_iid, bn)):
+        return None
+    gn_change, bn_change = gn - gn_iid, bn - bn_iid
+    if apart(gn_iid, gn) and mean_std(gn_change)[0] < 0:
+        text = (
+            "GroupNorm has no batch statistics, so what it loses "
+            f"({_points(gn_change)}) is the cost of training on few-class batches "
+            "itself (each step's gradient sees only those classes). "
+        )
+    else:
+        text = (
+            "GroupNorm has no batch statistics, and loses no accuracy beyond the "
+            f"spread on few-class batches ({_points(gn_change)}): training on them "
+            "costs it nothing measurable. "
+        )
+    more = mean_std(gn_change - bn_change)[0]
+    if not apart(bn_change, gn_change):
+        return text + (
+            f"BN's change ({_points(bn_change)}) is within the spread of "
+            "GroupNorm's: on these batches BN's statistics add no loss of their own."
+        )
+    if more > 0:
+        return text + (
+            f"BN loses {_points(gn_change - bn_change, signed=False)} more: that "
+            "part is what its batch statistics add."
+        )
+    return text + (
+        f"BN loses {_points(bn_change - gn_change, signed=False)} less "
+        f"({_points(bn_change)}): its batch statistics cost it nothing here that "
+        "GroupNorm avoids."
+    )
+
+
+def batch_statistics_line(results: Results) -> str | None:
+    """BN after non-i.i.d. training, tested with the statistics of each test batch;
+    None if BN did not run."""
+    if not ran(results, "batch_norm", "non_iid"):
+        return None
+    p = results["params"]
+    moving, shuffled, few = (
+        values(results, "batch_norm", "non_iid", key) for key in STATISTICS
+    )
+    return (
+        "BN after non-i.i.d. training, tested with the statistics of each test "
+        f"batch: {with_spread(shuffled)} on shuffled test batches, "
+        f"{with_spread(few)} on test batches of {p['classes_per_batch']} classes like "
+        f"its training batches, against {with_spread(moving)} with its moving "
+        "statistics."
+    )
+
+
+def caveats(results: Results) -> str:
+    """The seeds, the short training, the staleness of Batch Renorm's own averages
+    (where it ran), and the noise of one accuracy."""
+    p = results["params"]
+    test_images = results["by_seed"][0]["test_images"]
+    steps = results["by_seed"][0]["steps"]
+    text = (
+        f"Caveats: {len(results['seeds'])} seed(s) "
+        f"({', '.join(map(str, results['seeds']))}), one run per setting and seed; "
+        f"{shared(results, 'steps')} steps on "
+        f"{shared(results, 'training_images')} training images"
+    )
+    if "batch_renorm" in normalizations(results):
+        momentum = p["normalizers"]["renorm_momentum"]
+        text += (
+            f", after which Batch Renorm's own moving averages (momentum "
+            f"{momentum:g}) still give their initial values a weight of "
+            f"{momentum**steps:.0%}"
+        )
+    return text + (
+        f". Every number compared is a mean over the seeds with its standard "
+        f"deviation, and {_rule()}. One accuracy near 90% on {test_images:,} test "
+        f"images has a standard error of ≈{100 * standard_error(0.9, test_images):.1f}"
+        " points."
+    )
+
+
+def non_iid_findings(results: Results) -> list[str]:
+    """Ioffe's section 4.2 against ours: what we measured, Batch Renorm's verdict,
+    GroupNorm's, BN with batch statistics, and the caveats."""
+    p = results["params"]
+    paper = (
         "**What Ioffe found.** Inception-v3 on ImageNet, batches of 32 made of 16 "
         f"labels with 2 images each: BN reaches {percent(IOFFE_BN_NON_IID)} top-1 "
         f"accuracy against {percent(IOFFE_IID)} with i.i.d. batches; Batch Renorm "
         f"on the same non-i.i.d. batches {percent(IOFFE_RENORM_NON_IID)}, most of "
         "the gap recovered. MNIST has only 10 classes, so our batches of "
         f"{p['batch_size']} images hold {p['classes_per_batch']} classes each, a "
-        "harsher skew than the paper's. The paper also relaxes Batch Renorm's "
-        "clipping gradually (r from 1 to 3, d from 0 to 5) over a long run; here "
-        "the bounds of params.yaml hold from the first step, as Keras's layer takes "
-        "them."
-    ]
-    measured = []
-    for name in LABELS:
-        iid, skewed = run_of(details, name, "iid"), run_of(details, name, "non_iid")
-        if iid is None or skewed is None:
-            continue
-        measured.append(
-            f"{LABELS[name]} {percent(iid['test_accuracy'])} after i.i.d. training, "
-            f"{percent(skewed['test_accuracy'])} after non-i.i.d. "
-            f"({points(_difference(skewed, iid))})"
-        )
-    lines.append("**What we measured** (test accuracy): " + "; ".join(measured) + ".")
-    bn_iid, bn = run_of(details, "batch_norm", "iid"), run_of(
-        details, "batch_norm", "non_iid"
+        "harsher skew than the paper's."
     )
-    renorm = run_of(details, "batch_renorm", "non_iid")
-    if bn_iid and bn and renorm and None not in (
-        bn_iid["test_accuracy"], bn["test_accuracy"], renorm["test_accuracy"]
+    if "batch_renorm" in normalizations(results):
+        paper += (
+            " The paper also relaxes Batch Renorm's clipping gradually (r from 1 to "
+            "3, d from 0 to 5) over a long run; here the bounds of params.yaml hold "
+            "from the first step, as Keras's layer takes them."
+        )
+    lines = [paper, measured_line(results)]
+    for line in (
+        renorm_verdict(results),
+        group_norm_verdict(results),
+        batch_statistics_line(results),
     ):
-        share = recovered_share(
-            bn_iid["test_accuracy"], bn["test_accuracy"], renorm["test_accuracy"]
-        )
-        margin = noise(details, bn_iid["test_accuracy"])
-        lost = bn_iid["test_accuracy"] - bn["test_accuracy"]
-        if lost <= margin:
-            lines.append(
-                "Unlike the paper, BN loses no accuracy beyond the noise "
-                f"(≈{100 * margin:.1f} points) on non-i.i.d. batches here, so "
-                "there is nothing for Batch Renorm to recover."
-            )
-        elif share > MOST:
-            lines.append(
-                f"As in the paper: BN loses {100 * lost:.1f} points and Batch Renorm "
-                f"wins back {100 * share:.0f}% of them."
-            )
-        elif share <= 0:
-            lines.append(
-                f"Unlike the paper, Batch Renorm wins back none of the "
-                f"{100 * lost:.1f} points BN loses on non-i.i.d. batches (it ends "
-                f"{points(renorm['test_accuracy'] - bn['test_accuracy'])} from BN)."
-            )
-        else:
-            lines.append(
-                f"Unlike the paper, Batch Renorm wins back only {100 * share:.0f}% "
-                f"of the {100 * lost:.1f} points BN loses on non-i.i.d. batches."
-            )
-    gn_iid, gn = run_of(details, "group_norm", "iid"), run_of(
-        details, "group_norm", "non_iid"
-    )
-    gn_lost, bn_lost = _difference(gn, gn_iid), _difference(bn, bn_iid)
-    if None not in (gn_lost, bn_lost):
-        text = (
-            "GroupNorm has no batch statistics, so what it loses "
-            f"({points(gn_lost)}) is the cost of training on few-class batches "
-            "itself (each step's gradient sees only those classes). "
-        )
-        if -bn_lost > -gn_lost + noise(details, bn_iid["test_accuracy"]):
-            text += (
-                f"BN loses {100 * (gn_lost - bn_lost):.1f} points more: that part "
-                "is what its batch statistics add."
-            )
-        else:
-            text += (
-                f"BN loses no more than that ({points(bn_lost)}): on these batches "
-                "the loss is the few-class training, not BN's statistics."
-            )
-        lines.append(text)
-    if bn:
-        lines.append(
-            "BN after non-i.i.d. training, tested with the statistics of each test "
-            "batch: "
-            f"{percent(bn['batch_statistics_accuracy'])} on shuffled test batches, "
-            f"{percent(bn['few_class_batch_statistics_accuracy'])} on test batches "
-            f"of {p['classes_per_batch']} classes like its training batches, against "
-            f"{percent(bn['test_accuracy'])} with its moving statistics."
-        )
-    remembered = p["normalizers"]["renorm_momentum"] ** details["steps"]
-    lines.append(
-        f"Caveats: seed {p['seed']}, one run per setting; {details['steps']:,} steps "
-        f"on {details['training_images']:,} training images, after which Batch "
-        f"Renorm's own moving averages (momentum "
-        f"{p['normalizers']['renorm_momentum']:g}) still give their initial values "
-        f"a weight of {remembered:.0%}; twice the standard error on "
-        f"{details['test_images']:,} test images is ≈"
-        f"{100 * noise(details, 0.9):.1f} points at 90%."
-    )
+        if line is not None:
+            lines.append(line)
+    lines.append(caveats(results))
     return lines
 
 
-def _difference(run: Mapping | None, baseline: Mapping | None) -> float | None:
-    """`run`'s test accuracy minus `baseline`'s; None if either is missing."""
-    if run is None or baseline is None:
-        return None
-    if run["test_accuracy"] is None or baseline["test_accuracy"] is None:
-        return None
-    return run["test_accuracy"] - baseline["test_accuracy"]
+# Metrics and plots
 
 
-def metrics(details: Details) -> dict[str, float | None]:
-    """`<normalization>_<sampling>`: the test accuracy (inference mode) of each
-    run, the first three normalizations only, so `dvc metrics show` fits a screen."""
-    runs = details["runs"]
-    shown = list(dict.fromkeys(run["normalization"] for run in runs))[:3]
+def metrics(results: Results) -> dict[str, Any]:
+    """The seeds; the baseline (BN on i.i.d. batches); and the test accuracy after
+    non-i.i.d. training of the first two of BN, Batch Renorm and GroupNorm that ran:
+    means over the seeds and their standard deviations, what `dvc metrics show`
+    lists (two, so that its row fits on a screen; None where not finite: strict
+    JSON)."""
+    mean, std = mean_std(baseline(results))
+    numbers: dict[str, Any] = {
+        "seeds": list(results["seeds"]),
+        "baseline_accuracy": mean,
+        "baseline_accuracy_std": std,
+    }
+    shown = [name for name in HEADLINE if name in normalizations(results)][:2]
+    for name in shown:
+        mean, std = mean_std(values(results, name, "non_iid"))
+        numbers[f"{HEADLINE[name]}_non_iid"] = mean
+        numbers[f"{HEADLINE[name]}_non_iid_std"] = std
     return {
-        f"{run['normalization']}_{run['sampling']}": run["test_accuracy"]
-        for run in runs
-        if run["normalization"] in shown
+        key: value if key == "seeds" or np.isfinite(value) else None
+        for key, value in numbers.items()
     }
 
 
-def plots(details: Details) -> str:
+def plots(results: Results) -> str:
     """CSV: a row per normalization (numbered in the order the params list them),
-    its test accuracy after i.i.d. and after non-i.i.d. training (`dvc plots
-    show`)."""
-    names = list(dict.fromkeys(run["normalization"] for run in details["runs"]))
-    return csv_columns(
-        {
-            "normalization": list(range(len(names))),
-            **{
-                sampling: [
-                    (run_of(details, name, sampling) or {}).get("test_accuracy")
-                    for name in names
-                ]
-                for sampling in ("iid", "non_iid")
-            },
-        }
-    )
+    its mean test accuracy after i.i.d. and after non-i.i.d. training (`dvc plots
+    show`), and their standard deviations over the seeds."""
+    names = normalizations(results)
+    columns: dict[str, list] = {"normalization": list(range(len(names)))}
+    for sampling in SAMPLINGS:
+        mean, _ = bars(results, names, sampling)
+        columns[sampling] = list(mean)
+    for sampling in SAMPLINGS:
+        _, std = bars(results, names, sampling)
+        columns[f"{sampling}_std"] = list(std)
+    return csv_columns(columns)
