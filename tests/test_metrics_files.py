@@ -19,19 +19,32 @@ from pipeline.core.normalizations import NORMALIZATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")
-METRICS = [stage_path(stage, "metrics") for stage in ("train", "evaluate")] + [
+EXPERIMENT_METRICS = [
     stage_path(f"experiment_report@{name}", "metrics")
     for name in params.load(ROOT / "params.yaml").experiments.registry
+]
+METRICS = [
+    *(stage_path(stage, "metrics") for stage in ("train", "evaluate", "seeds")),
+    *EXPERIMENT_METRICS,
 ]
 # A terminal beside an editor, or a laptop's full-width one.
 SCREEN_COLUMNS = 160
 
 
-def test_metrics_files_hold_only_numbers():
+def test_metrics_files_hold_only_numbers_and_the_seeds():
+    """At most six numbers a file; the runs over seeds name their seeds (not a
+    column of DVC's table), and each experiment its baseline."""
     for path in METRICS:
         values = json.loads((ROOT / path).read_text())
-        assert 0 < len(values) <= 6, path
-        assert all(isinstance(v, int | float) for v in values.values()), path
+        numbers = {key: value for key, value in values.items() if key != "seeds"}
+        assert 0 < len(numbers) <= 6, path
+        assert all(isinstance(v, int | float) for v in numbers.values()), path
+        if "seeds" in values:
+            assert all(isinstance(seed, int) for seed in values["seeds"]), path
+    for path in [stage_path("seeds", "metrics"), *EXPERIMENT_METRICS]:
+        assert "seeds" in json.loads((ROOT / path).read_text()), path
+    for path in EXPERIMENT_METRICS:
+        assert "baseline_accuracy" in json.loads((ROOT / path).read_text()), path
 
 
 def make_project(root, written=None):
