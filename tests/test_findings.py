@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.experiments.bn_experiment import analysis as findings
 from pipeline.reporting import text as formatting
+from pipeline.reporting.spread import spread_number, spread_points
 
 MLP_STEPS = [0, 100, 200, 300, 400]
 CNN_STEPS = [50, 100, 150, 200]
@@ -182,10 +183,12 @@ def test_standard_error_of_an_accuracy():
 
 
 def test_numbers_over_seeds_carry_their_spread():
-    assert findings.spread_text([1.0, 2.0, 3.0]) == "2.00 ± 1.00"
-    assert findings.spread_text([0.05, None, 0.07], 3) == "0.060 ± 0.014"
-    assert findings.spread_text([None]) == "n/a"
-    assert findings.points_text([0.01, 0.03]) == "+2.0 ± 1.4 points"
+    assert spread_number([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
+    assert spread_number([0.05, None, 0.07], 3) == "0.060 ± 0.014"
+    assert spread_number([None]) == "n/a"
+    assert spread_number([0.46, 0.44], 1, 100, "%") == "45.0% ± 1.4"
+    assert spread_points([0.01, 0.03]) == "+2.0 ± 1.4 points"
+    assert spread_points([-0.01, -0.03], signed=False) == "-2.0 ± 1.4 points"
 
 
 def test_first_step_reaching_a_level():

@@ -40,6 +40,26 @@ def with_spread(values: Iterable[float]) -> str:
     return f"{100 * mean:.2f}% ± {100 * std:.2f}"
 
 
+def spread_number(
+    values: Iterable[float], decimals: int = 3, scale: float = 1.0, unit: str = ""
+) -> str:
+    """Any number over seeds as "0.460 ± 0.021" (mean ± standard deviation; with
+    `scale` 100 and `unit` "%": "46.0% ± 2.1"), "n/a" if no value is finite."""
+    mean, std = mean_std(values)
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{scale * mean:.{decimals}f}{unit} ± {scale * std:.{decimals}f}"
+
+
+def spread_points(differences: Iterable[float], signed: bool = True) -> str:
+    """Differences of accuracies over seeds in percentage points, "+1.2 ± 0.3
+    points", "n/a" if none is finite."""
+    mean, std = mean_std(differences)
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{100 * mean:{'+' if signed else ''}.1f} ± {100 * std:.1f} points"
+
+
 def difference_noise(a: Iterable[float], b: Iterable[float]) -> float:
     """BEYOND standard errors of the difference of the means of `a` and `b`."""
     a = np.asarray(list(a), float)

@@ -18,7 +18,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pipeline.core.normalizations import BATCH_STATISTICS, LABELS
-from pipeline.reporting.spread import BEYOND, apart, mean_std, over_seeds, with_spread
+from pipeline.reporting.spread import (
+    BEYOND,
+    apart,
+    mean_std,
+    over_seeds,
+    spread_points,
+    with_spread,
+)
 from pipeline.reporting.text import csv_columns, standard_error
 
 Results = Mapping[str, Any]
@@ -146,15 +153,6 @@ def baseline(results: Results) -> np.ndarray:
 
 
 # Text helpers
-
-
-def _points(differences: Sequence[float] | np.ndarray, signed: bool = True) -> str:
-    """A difference of accuracies over seeds in percentage points, "+1.2 ± 0.3
-    points"; "n/a" if none is finite."""
-    mean, std = mean_std(differences)
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{100 * mean:{'+' if signed else ''}.1f} ± {100 * std:.1f} points"
 
 
 def _seed_words(results: Results) -> str:
@@ -446,8 +444,8 @@ def climb_verdict(results: Results, budget: str = "epochs") -> str | None:
     if bn is None:
         return None
     said_bn = (
-        f"at batch {bn.smallest} BN is {_points(bn.drop, signed=False)} below its "
-        f"best (batch {bn.best})"
+        f"at batch {bn.smallest} BN is {spread_points(bn.drop, signed=False)} below "
+        f"its best (batch {bn.best})"
     )
     rule = f"{_seed_words(results)}; {_rule()}"
     if gn is None:
@@ -463,7 +461,7 @@ def climb_verdict(results: Results, budget: str = "epochs") -> str | None:
             "normalizations run."
         )
     said = (
-        f"{said_bn}, GroupNorm {_points(gn.drop, signed=False)} below its own "
+        f"{said_bn}, GroupNorm {spread_points(gn.drop, signed=False)} below its own "
         f"(batch {gn.best}) ({rule})"
     )
     if bn.loses and not gn.loses:
@@ -513,7 +511,7 @@ def gap_findings(results: Results) -> list[str]:
             s: values(results, name, s, key="batch_statistics_accuracy") for s in sizes
         }
         gaps = {s: batch[s] - moving[s] for s in sizes}
-        listed = ", ".join(f"{_points(gaps[s])} at {s}" for s in sizes)
+        listed = ", ".join(f"{spread_points(gaps[s])} at {s}" for s in sizes)
         text = f"- {LABELS[name]}: batch statistics minus moving statistics: {listed}. "
         beyond = [s for s in sizes if apart(batch[s], moving[s])]
         if not beyond:
@@ -560,7 +558,9 @@ def population_sentence(results: Results, name: str) -> str:
     population = {s: values(results, name, s, key="population_accuracy") for s in sizes}
     if all(not np.isfinite(v).any() for v in population.values()):
         return ""
-    listed = ", ".join(f"{_points(population[s] - moving[s])} at {s}" for s in sizes)
+    listed = ", ".join(
+        f"{spread_points(population[s] - moving[s])} at {s}" for s in sizes
+    )
     text = (
         " With population statistics recomputed after training "
         f"(`bnk.recompute_statistics`) instead of the moving averages: {listed}."

@@ -24,6 +24,8 @@ from pipeline.reporting.spread import (
     difference_noise,
     mean_std,
     over_seeds,
+    spread_number,
+    spread_points,
     with_spread,
 )
 from pipeline.reporting.text import (
@@ -122,23 +124,6 @@ def cnn_test_accuracy(results: Results, rate: float, batch_norm: bool) -> np.nda
     return np.nan_to_num(
         over_seeds(results, lambda run: cnn_run(run, rate, batch_norm)["test_accuracy"])
     )
-
-
-def spread_text(values: Iterable[float], digits: int = 2) -> str:
-    """A number over seeds as "1.28 ± 0.10" (mean ± standard deviation), "n/a" if none
-    is finite."""
-    mean, std = mean_std(values)
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def points_text(differences: Iterable[float]) -> str:
-    """Differences of accuracies over seeds as "+1.2 ± 0.3 points"."""
-    mean, std = mean_std(differences)
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{100 * mean:+.1f} ± {100 * std:.1f} points"
 
 
 def count_text(results: Results) -> str:
@@ -368,7 +353,7 @@ def figure1bc_findings(results: Results) -> list[str]:
     lines = []
 
     def over(variant: str, field: str) -> str:
-        return spread_text(getattr(d, field) for d in found[variant])
+        return spread_number((getattr(d, field) for d in found[variant]), 2)
 
     for variant in ("plain", "bn"):
         label = VARIANTS[variant][0].upper() + VARIANTS[variant][1:]
@@ -383,7 +368,8 @@ def figure1bc_findings(results: Results) -> list[str]:
         )
 
     def learned(key: str, i: int) -> str:
-        return spread_text(as_array(run["mlp"][key])[i] for run in results["by_seed"])
+        values = (as_array(run["mlp"][key])[i] for run in results["by_seed"])
+        return spread_number(values, 2)
 
     movement = (
         f"largest percentile movement {over('bn', 'all_range')} with BN vs "
@@ -549,8 +535,8 @@ def rate_findings(results: Results, rate: float) -> str:
         f"{with_spread(cnn_test_accuracy(results, rate, False))} without (on "
         f"{n_test:,} test images); validation accuracy after {steps[-1]:,} steps "
         f"{with_spread(acc[True][:, -1])} vs {with_spread(acc[False][:, -1])} (loss "
-        f"{spread_text(loss[True][:, -1], 3)} vs "
-        f"{spread_text(loss[False][:, -1], 3)}); "
+        f"{spread_number(loss[True][:, -1], 3)} vs "
+        f"{spread_number(loss[False][:, -1], 3)}); "
         f"after {steps[0]:,} steps {with_spread(acc[True][:, 0])} vs "
         f"{with_spread(acc[False][:, 0])}."
     )
@@ -611,7 +597,7 @@ def learning_rate_claim(results: Results) -> str:
         def early_lead(rate: float) -> str:
             b = np.nan_to_num(cnn_series(results, rate, True, "val_accuracy")[:, 0])
             q = np.nan_to_num(cnn_series(results, rate, False, "val_accuracy")[:, 0])
-            return f"{points_text(b - q)} at {rate:g}"
+            return f"{spread_points(b - q)} at {rate:g}"
 
         verdicts = cnn_verdicts(results)
         late = [r for r in both if verdicts[r] == "tied"]
@@ -859,7 +845,7 @@ def cnn_table(results: Results) -> str:
                 f"| {rate:g} | {'yes' if batch_norm else 'no'} | "
                 + " | ".join(with_spread(acc[:, i]) for i in shown)
                 + f" | {with_spread(cnn_test_accuracy(results, rate, batch_norm))} "
-                f"| {spread_text(loss[:, -1], 3)} | {mean_std(seconds)[0]:.0f} |"
+                f"| {spread_number(loss[:, -1], 3)} | {mean_std(seconds)[0]:.0f} |"
             )
     return "\n".join(rows)
 

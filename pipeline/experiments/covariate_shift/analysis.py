@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.reporting.spread import apart, mean_std, over_seeds, with_spread
+from pipeline.reporting.spread import (
+    apart,
+    mean_std,
+    over_seeds,
+    spread_number,
+    with_spread,
+)
 from pipeline.reporting.text import N_CLASSES, as_array, csv_columns
 
 Results = Mapping[str, Any]
@@ -304,17 +310,6 @@ def landscape_verdicts(results: Results) -> dict[str, str]:
 def number(x: float) -> float | None:
     """`x` as a float, None if not finite (JSON has no NaN)."""
     return float(x) if np.isfinite(x) else None
-
-
-def spread_number(
-    values: Iterable[float], decimals: int = 3, scale: float = 1.0, unit: str = ""
-) -> str:
-    """The mean and standard deviation of `values` over the seeds ("0.460 ± 0.021",
-    or with `scale` 100 and `unit` "%": "46% ± 2"), "n/a" if none is finite."""
-    mean, std = mean_std(values)
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{scale * mean:.{decimals}f}{unit} ± {scale * std:.{decimals}f}"
 
 
 def times(values: Iterable[float]) -> str:

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.normalizations import BATCH_STATISTICS, LABELS
-from pipeline.reporting.spread import BEYOND, apart, mean_std, over_seeds, with_spread
+from pipeline.reporting.spread import (
+    BEYOND,
+    apart,
+    mean_std,
+    over_seeds,
+    spread_points,
+    with_spread,
+)
 from pipeline.reporting.text import csv_columns, percent, standard_error
 
 Results = Mapping[str, Any]
@@ -101,15 +108,6 @@ def bars(
 
 
 # Text helpers
-
-
-def _points(differences: Sequence[float] | np.ndarray, signed: bool = True) -> str:
-    """A difference of accuracies over seeds in percentage points, "+1.2 ± 0.3
-    points"; "n/a" if none is finite."""
-    mean, std = mean_std(differences)
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{100 * mean:{'+' if signed else ''}.1f} ± {100 * std:.1f} points"
 
 
 def _share(shares: np.ndarray) -> str:
@@ -249,7 +247,7 @@ def measured_line(results: Results) -> str:
             continue
         measured.append(
             f"{LABELS[name]} {with_spread(iid)} after i.i.d. training, "
-            f"{with_spread(skewed)} after non-i.i.d. ({_points(skewed - iid)})"
+            f"{with_spread(skewed)} after non-i.i.d. ({spread_points(skewed - iid)})"
         )
     return (
         f"**What we measured** (test accuracy, {_seed_words(results)}): "
@@ -271,20 +269,20 @@ def renorm_verdict(results: Results) -> str | None:
     if lost <= 0 or not apart(bn_iid, bn):
         return (
             f"Unlike the paper, BN loses no accuracy beyond the spread on "
-            f"non-i.i.d. batches here ({_points(bn - bn_iid)}; {rule}), so there is "
-            "nothing for Batch Renorm to recover."
+            f"non-i.i.d. batches here ({spread_points(bn - bn_iid)}; {rule}), so there "
+            "is nothing for Batch Renorm to recover."
         )
     share = recovered_share(mean_std(bn_iid)[0], mean_std(bn)[0], mean_std(renorm)[0])
     shares = (renorm - bn) / (bn_iid - bn)
     said = (
-        f"BN loses {_points(bn_iid - bn, signed=False)} and Batch Renorm wins back "
-        f"{100 * share:.0f}% of them (per seed {_share(shares)}; {rule})"
+        f"BN loses {spread_points(bn_iid - bn, signed=False)} and Batch Renorm wins "
+        f"back {100 * share:.0f}% of them (per seed {_share(shares)}; {rule})"
     )
     if share <= 0 or not apart(renorm, bn):
         return (
             f"Unlike the paper, Batch Renorm wins back none of the "
             f"{100 * lost:.1f} points BN loses on non-i.i.d. batches beyond the "
-            f"spread: it ends {_points(renorm - bn)} from BN ({rule})."
+            f"spread: it ends {spread_points(renorm - bn)} from BN ({rule})."
         )
     halfway = (bn_iid + bn) / 2
     if not apart(renorm, halfway):
@@ -314,29 +312,29 @@ def group_norm_verdict(results: Results) -> str | None:
     if apart(gn_iid, gn) and mean_std(gn_change)[0] < 0:
         text = (
             "GroupNorm has no batch statistics, so what it loses "
-            f"({_points(gn_change)}) is the cost of training on few-class batches "
-            "itself (each step's gradient sees only those classes). "
+            f"({spread_points(gn_change)}) is the cost of training on few-class "
+            "batches itself (each step's gradient sees only those classes). "
         )
     else:
         text = (
             "GroupNorm has no batch statistics, and loses no accuracy beyond the "
-            f"spread on few-class batches ({_points(gn_change)}): training on them "
-            "costs it nothing measurable. "
+            f"spread on few-class batches ({spread_points(gn_change)}): training on "
+            "them costs it nothing measurable. "
         )
     more = mean_std(gn_change - bn_change)[0]
     if not apart(bn_change, gn_change):
         return text + (
-            f"BN's change ({_points(bn_change)}) is within the spread of "
+            f"BN's change ({spread_points(bn_change)}) is within the spread of "
             "GroupNorm's: on these batches BN's statistics add no loss of their own."
         )
     if more > 0:
         return text + (
-            f"BN loses {_points(gn_change - bn_change, signed=False)} more: that "
+            f"BN loses {spread_points(gn_change - bn_change, signed=False)} more: that "
             "part is what its batch statistics add."
         )
     return text + (
-        f"BN loses {_points(bn_change - gn_change, signed=False)} less "
-        f"({_points(bn_change)}): its batch statistics cost it nothing here that "
+        f"BN loses {spread_points(bn_change - gn_change, signed=False)} less "
+        f"({spread_points(bn_change)}): its batch statistics cost it nothing here that "
         "GroupNorm avoids."
     )
 
