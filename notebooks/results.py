@@ -13,21 +13,6 @@
 #     name: python3
 # ---
 
-# %% [markdown]
-# # bnk on MNIST: results under one backend
-#
-# This page is executed by the pipeline (`dvc repro`, stage `report@<backend>`) once per
-# Keras backend, and shows two models:
-#
-# 1. **This backend's own training run** (stage `compare@<backend>`): `bnk.CNN` trained
-#    on this backend from the same initial weights, on the same batches in the same
-#    order, as on every other backend, then tested.
-# 2. **The main model** (stage `train`): the tutorial's full training run, on whichever
-#    backend `dvc repro` ran, loaded and checked under this backend.
-#
-# Each section says which of the two its figures come from. [All backends side by
-# side](index.html).
-
 # %% tags=["parameters"]
 # Set by the stage (papermill injects them after this cell): params.yaml's `report`
 # section, and the files to read, which dvc.yaml names.
@@ -55,11 +40,28 @@ from matplotlib.ticker import MaxNLocator
 
 import bnk
 from pipeline.core import dataset, models, params
+from pipeline.core.backends import BACKEND_NAMES
 from pipeline.core.environment import describe
+from pipeline.reporting import spread
 from pipeline.reporting.figures import show
 
 here = describe()
 backend = here["backend"]
+display(Markdown(
+    f"# bnk on MNIST: results under {BACKEND_NAMES[backend]}\n\n"
+    "This page is executed by the pipeline (`dvc repro`, stage "
+    f"`report@{backend}`) once per Keras backend; this is {BACKEND_NAMES[backend]}'s. "
+    "It shows two models:\n\n"
+    f"1. **This backend's own training runs** (stage `compare@{backend}`): `bnk.CNN` "
+    f"trained on {BACKEND_NAMES[backend]} from the same initial weights, on the same "
+    "batches in the same order, as on every other backend, then tested; once per "
+    "seed.\n"
+    "2. **The main model** (stage `train`): the tutorial's full training run, on "
+    f"whichever backend `dvc repro` ran, loaded and checked under "
+    f"{BACKEND_NAMES[backend]}.\n\n"
+    "Each section says which of the two its figures come from. [All backends side by "
+    "side](index.html)."
+))
 own = json.loads(Path(compare_run_path).read_text())
 train_metrics = json.loads(Path(train_run_path).read_text())
 eval_metrics = json.loads(Path(eval_run_path).read_text())
@@ -98,56 +100,84 @@ print(json.dumps({"seed": settings.seed, "train": settings.train.model_dump(),
                   "compare": settings.compare.model_dump()}, indent=2))
 
 # %% [markdown]
-# ## This backend's own training run
+# ## This backend's own training runs
 #
 # `bnk.CNN` with dropout off (its random masks differ between backends by design), Adam,
 # from initial weights drawn with NumPy, on batches drawn by the project's own shuffle:
-# the same start and the same batches on every backend. The loss of every step, then
-# the 10,000 test images.
+# the same start and the same batches on every backend, for each seed of params.yaml's
+# `compare.seeds` (each seed draws other weights and another order of batches). The
+# loss of every step, then the 10,000 test images. The first seed's run is the one the
+# index dissects.
 
 # %%
+seed_runs = own["runs"]
 losses = np.array(own["losses"])
 steps = np.arange(1, len(losses) + 1)
 window = max(1, len(losses) // 50)
-smoothed = np.convolve(losses, np.ones(window) / window, mode="valid")
+
+
+def smooth(values):
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
 fig, ax = plt.subplots(figsize=(10, 4))
-ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8, label="each step")
-ax.plot(steps[window - 1:], smoothed, color="tab:blue",
-        label=f"mean of the last {window} steps")
+ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8,
+        label=f"each step, seed {own['seed']}")
+ax.plot(steps[window - 1:], smooth(losses), color="tab:blue",
+        label=f"mean of the last {window} steps, seed {own['seed']}")
+colors = ["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+for index, run in enumerate(seed_runs[1:]):
+    ax.plot(steps[window - 1:], smooth(np.array(run["losses"])), "--",
+            color=colors[index % len(colors)],
+            label=f"mean of the last {window} steps, seed {run['seed']}")
 ax.set(xlabel="training step", ylabel="training loss (cross-entropy)", yscale="log",
-       title=f"{backend}: loss at every step of its own training run")
+       title=f"{BACKEND_NAMES[backend]}: loss at every step of its own training runs")
 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 ax.grid(alpha=0.3, which="both")
-ax.legend()
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
 plt.tight_layout()
 show(fig, (
-    f"Line chart: the training loss at every step of {backend}'s own "
-    "training run (log scale)."
+    f"Line chart: the training loss at every step of {BACKEND_NAMES[backend]}'s own "
+    f"training run with seed {own['seed']}, and its running mean, with the running "
+    "means of the other seeds' runs (log scale)."
 ))
+accuracies = [run["test_accuracy"] for run in seed_runs]
 table(
     [
-        ["test accuracy", f"{own['test_accuracy']:.4f}"],
-        ["test loss", f"{own['test_loss']:.4f}"],
+        [run["seed"], f"{run['test_accuracy']:.4f}", f"{run['test_loss']:.4f}",
+         f"{run['wall_seconds']:.0f} s"]
+        for run in seed_runs
+    ]
+    + [[
+        "mean ± std",
+        "{:.4f} ± {:.4f}".format(*spread.mean_std(accuracies)),
+        "{:.4f} ± {:.4f}".format(*spread.mean_std(r["test_loss"] for r in seed_runs)),
+        "",
+    ]],
+    ["seed", "test accuracy", "test loss", "training time"],
+)
+table(
+    [
         ["training images", f"{own['training_images']:,}"],
         ["passes over them", own["epochs"]],
         ["steps (batch size)", f"{own['steps']:,} ({own['batch_size']})"],
-        ["training time", f"{own['wall_seconds']:.0f} s"],
-        ["images per second", f"{own['images_per_second']:,.0f}"],
+        [f"images per second (seed {own['seed']})", f"{own['images_per_second']:,.0f}"],
         ["device", own["device"]],
     ],
-    [f"{backend}'s own run", "value"],
+    [f"{BACKEND_NAMES[backend]}'s own runs", "value"],
 )
 
 # %%
 display(Markdown(
-    f"## The main model, trained on {train_metrics['backend']}\n\n"
+    f"## The main model, trained on {BACKEND_NAMES[train_metrics['backend']]}\n\n"
     "Everything below comes from the model that the `train` stage fitted (the "
     f"tutorial's settings, dropout on, {train_metrics['epochs']} epochs) on "
-    f"**{train_metrics['backend']}**"
+    f"**{BACKEND_NAMES[train_metrics['backend']]}**"
     + (", the backend of this page." if train_metrics["backend"] == backend else
-       f", loaded and run here under **{backend}**: training curves and test metrics "
-       f"are {train_metrics['backend']}'s; the cross-backend check, the images and the "
-       f"speed are measured under {backend}.")
+       f", loaded and run here under **{BACKEND_NAMES[backend]}**: training curves and "
+       f"test metrics are {BACKEND_NAMES[train_metrics['backend']]}'s; the "
+       "cross-backend check, the images and the speed are measured under "
+       f"{BACKEND_NAMES[backend]}.")
 ))
 
 # %% [markdown]

@@ -84,6 +84,9 @@ def test_whole_pipeline_renders_the_report(project):
     assert compared["steps"] == 3
     index = (project / stage_path("index", "output")).with_suffix(".html").read_text()
     assert "<title>bnk: results on every backend</title>" in index
+    # Stage `seeds` ran before it, and the index shows it.
+    assert "The main model over seeds" in index
+    assert (project / stage_path("seeds", "metrics")).exists()
     # Every page reads offline and leads back to the index.
     for page in (project / "reports").glob("*.html"):
         html = page.read_text()

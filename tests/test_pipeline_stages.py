@@ -14,6 +14,7 @@ from stages import run_stage, stage_path
 from pipeline.core import environment, params
 from pipeline.core.atomic import atomic_path
 from pipeline.stages import train
+from pipeline.stages.compare import SEED_KEYS
 
 
 def write_params(path, **changes):
@@ -192,6 +193,14 @@ def test_compare_records_every_step_and_the_probes(workdir, monkeypatch):
         name for name in result["weights_after_first_step"] if name.endswith("gamma")
     ]
     assert len(gamma) == 2 and len(result["weights_after_first_step"][gamma[0]]) == 32
+    # Every seed's run, the first one the one at the top level.
+    runs = result["runs"]
+    assert [run["seed"] for run in runs] == TINY["compare"]["seeds"] == [3, 4]
+    assert all(set(run) == set(SEED_KEYS) for run in runs)
+    assert {key: runs[0][key] for key in SEED_KEYS} == {
+        key: result[key] for key in SEED_KEYS
+    }
+    assert runs[1]["losses"] != runs[0]["losses"] and len(runs[1]["losses"]) == 3
 
 
 def test_code_version_names_the_commit_and_marks_changes(workdir):
