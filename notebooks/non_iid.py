@@ -43,7 +43,7 @@ from matplotlib.ticker import PercentFormatter
 
 from pipeline.core.normalizations import LABELS
 from pipeline.experiments.non_iid import analysis
-from pipeline.reporting.figures import show
+from pipeline.reporting.figures import accuracy_limits, show
 from pipeline.reporting.text import percent
 
 with open(results_path) as f:
@@ -59,20 +59,23 @@ display(Markdown(analysis.setup_text(m)))
 # %%
 fig, ax = plt.subplots(figsize=(8, 4.8))
 x = np.arange(len(names))
-width = 0.38
-for offset, sampling, label in ((-width / 2, "iid", "shuffled (i.i.d.) batches"),
-                                (width / 2, "non_iid",
-                                 f"batches of {p['classes_per_batch']} classes")):
+shown = []
+for offset, sampling, label, marker in (
+    (-0.12, "iid", "shuffled (i.i.d.) batches", "o"),
+    (0.12, "non_iid", f"batches of {p['classes_per_batch']} classes", "s"),
+):
     mean, std = analysis.bars(m, names, sampling)
-    bars = ax.bar(x + offset, mean, width, yerr=std, capsize=4, label=label)
-    # Inside the bars, clear of the error bars.
-    ax.bar_label(bars, labels=[percent(v) for v in mean], label_type="center",
-                 fontsize="small", color="white")
+    shown.append((mean, std))
+    ax.errorbar(x + offset, mean, yerr=std, fmt=marker, capsize=4, label=label)
+    for xi, value, spread in zip(x + offset, mean, std, strict=True):
+        ax.annotate(percent(value), (xi, value + spread), xytext=(0, 4),
+                    textcoords="offset points", ha="center", fontsize="x-small")
 ax.set_xticks(x, [LABELS[name] for name in names])
+ax.set_xlim(-0.5, len(names) - 0.5)
 ax.set_xlabel("normalization")
 ax.set_ylabel("test accuracy (inference mode)")
-ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-ax.set_ylim(0, 1.1)
+ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+ax.set_ylim(*accuracy_limits(*map(np.concatenate, zip(*shown, strict=True))))
 ax.set_title(f"Trained on shuffled vs few-class batches (mean of {seeds} seed(s))")
 # Beside the axes, not over the bars.
 ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="trained on",
@@ -80,15 +83,16 @@ ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), title="trained on",
 ax.grid(alpha=0.3, axis="y")
 fig.tight_layout()
 show(fig, (
-    "Bar chart: test accuracy of "
+    "Chart: test accuracy of "
     f"{', '.join(LABELS[name] for name in names)} after training on shuffled "
     "batches and after training on few-class batches, each bar the mean over "
-    f"{seeds} seed(s) with an error bar of one standard deviation."
+    f"{seeds} seed(s) with an error bar of one standard deviation, on an axis "
+    "zoomed to the values."
 ))
 
 # %% [markdown]
-# Each bar is the mean over the seeds, written inside it; the error bars span one
-# standard deviation either side.
+# Each point is the mean over the seeds, written above its error bar; the error bars
+# span one standard deviation either side.
 
 # %% [markdown]
 # ## The BN family after non-i.i.d. training, by the statistics it normalizes with
@@ -101,28 +105,31 @@ if family:
         f"test batches of {p['classes_per_batch']} classes"), strict=True))
     fig, ax = plt.subplots(figsize=(8, 4.8))
     x = np.arange(len(family))
-    width = 0.8 / len(kinds)
-    for i, (key, label) in enumerate(kinds.items()):
+    shown = []
+    for i, ((key, label), marker) in enumerate(zip(kinds.items(), "o^s", strict=True)):
         mean, std = analysis.bars(m, family, "non_iid", key)
-        bars = ax.bar(x + (i - 1) * width, mean, width, yerr=std, capsize=4,
-                      label=label)
-        ax.bar_label(bars, labels=[percent(v) for v in mean], label_type="center",
-                     fontsize="small", color="white")
+        shown.append((mean, std))
+        ax.errorbar(x + (i - 1) * 0.27, mean, yerr=std, fmt=marker, capsize=4,
+                    label=label)
+        for xi, value, spread in zip(x + (i - 1) * 0.27, mean, std, strict=True):
+            ax.annotate(percent(value), (xi, value + spread), xytext=(0, 4),
+                        textcoords="offset points", ha="center", fontsize="x-small")
     ax.set_xticks(x, [LABELS[name] for name in family])
+    ax.set_xlim(-0.5, len(family) - 0.5)
     ax.set_xlabel("normalization (trained on non-i.i.d. batches)")
     ax.set_ylabel("test accuracy")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_ylim(0, 1.1)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+    ax.set_ylim(*accuracy_limits(*map(np.concatenate, zip(*shown, strict=True))))
     ax.set_title(f"Normalized with ... (mean of {seeds} seed(s))")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     show(fig, (
-        f"Bar chart: for {', '.join(LABELS[name] for name in family)} trained on "
+        f"Chart: for {', '.join(LABELS[name] for name in family)} trained on "
         "few-class batches, test accuracy with the moving statistics, with the "
         "statistics of shuffled test batches and with the statistics of few-class "
-        f"test batches, each bar the mean over {seeds} seed(s) with an error bar "
-        "of one standard deviation."
+        f"test batches, each point the mean over {seeds} seed(s) with an error bar "
+        "of one standard deviation, on an axis zoomed to the values."
     ))
 
 # %% [markdown]

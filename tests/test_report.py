@@ -295,3 +295,13 @@ def test_index_on_a_compare_file_from_before_the_seeds_says_so(workdir):
         match=r"results/compare/torch.json has no `runs`.*`dvc repro compare@torch`",
     ):
         run_stage("index")
+
+
+def test_an_accuracy_axis_is_zoomed_to_the_values_and_their_error_bars():
+    from pipeline.reporting.figures import accuracy_limits
+
+    low, high = accuracy_limits(np.array([0.96, 0.985]), np.array([0.02, 0.004]))
+    assert low == pytest.approx(0.935) and high == pytest.approx(0.994)
+    assert accuracy_limits(np.array([0.999]), np.array([0.01])) == (
+        pytest.approx(0.984), 1.0)
+    assert accuracy_limits(np.array([np.nan]), np.array([np.nan])) == (0.0, 1.0)
