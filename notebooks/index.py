@@ -231,8 +231,8 @@ display(Markdown(
     f"({first['epochs']} pass{'es' if first['epochs'] > 1 else ''} over "
     f"{first['training_images']:,} training images), "
     f"Adam at {first['learning_rate']:g}. "
-    "Training time includes a host round trip per step to record each step's loss, so "
-    "images/s here are lower than in the `train` stage.\n\n"
+    "Training time includes a host round trip per step to record each step's loss, "
+    "which the `train` stage does not make.\n\n"
     + comparison.between_backends(accuracies, "test accuracy")
     + "\n\n"
     + comparison.between_backends(
@@ -407,14 +407,15 @@ for name in names:
     row = [f"`{name}`"]
     for a, b in itertools.combinations(backends, 2):
         difference = np.abs(np.array(after[a][name]) - np.array(after[b][name]))
-        row.append(f"{difference.max():.1e} ({int(np.sum(difference > 1e-6))})")
+        above = int(np.sum(difference > comparison.WEIGHT_TOLERANCE))
+        row.append(f"{difference.max():.1e} ({above})")
     rows.append(row)
 table(
     rows,
     ["weight after step 1"]
     + [
         f"{BACKEND_NAMES[a]} vs {BACKEND_NAMES[b]}: largest difference "
-        "(entries above 1e-6)"
+        f"(entries above {comparison.WEIGHT_TOLERANCE:g})"
         for a, b in itertools.combinations(backends, 2)
     ],
 )

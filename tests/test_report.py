@@ -228,7 +228,8 @@ def write_index_inputs(root):
         ]},
         "seeds-metrics": seeds.headline(runs, "recomputed"),
         "seeds-run": {**environment, "params": {}, "recipe": "recomputed",
-                      "spread": {r: seeds.spread(runs, r) for r in RECIPE_ACCURACIES},
+                      "spread": {r: seeds.accuracy_spread(runs, r)
+                                 for r in RECIPE_ACCURACIES},
                       "runs": runs},
     }
     for option, content in files.items():

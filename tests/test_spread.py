@@ -36,3 +36,10 @@ def test_apart_only_beyond_the_spread():
     assert not apart(wide_a, wide_b)
     assert difference_noise(wide_a, wide_b) > abs(0.98 - 0.985)
     assert not apart([float("nan")], [0.9])
+
+
+def test_one_seed_has_no_spread_to_judge_by():
+    assert with_spread([0.98]) == "98.00% (one seed)"
+    assert with_spread([0.98, None]) == "98.00% (one seed)"
+    assert not apart([0.5], [0.9, 0.91])
+    assert not apart([0.5, float("nan")], [0.9, 0.91])

@@ -63,3 +63,17 @@ def test_stages_depend_on_the_bnk_modules_the_pipeline_runs():
 def test_the_check_sees_a_module_the_pipeline_starts_to_use():
     assert {"batch_norm", "cnn", "statistics", "functional"} <= run_by_the_pipeline()
     assert "swap" not in run_by_the_pipeline()
+
+
+def test_importing_bnk_leaves_the_swap_tool_out_until_it_is_used():
+    """What lets the stages leave bnk/swap.py out of their dependencies."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, bnk; before = 'bnk.swap' in sys.modules; "
+        "bnk.replace_batch_norm; print(before, 'bnk.swap' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                          text=True, check=True, cwd=ROOT)
+    assert done.stdout.split() == ["False", "True"]

@@ -13,6 +13,12 @@ from pipeline.reporting.text import as_array
 BEYOND = 2.0
 
 
+def _finite(values: Iterable[float | None]) -> np.ndarray:
+    """The finite ones of `values` (None counts as not finite)."""
+    array = as_array(values)
+    return array[np.isfinite(array)]
+
+
 def over_seeds(
     results: Mapping[str, Any], pick: Callable[[Mapping[str, Any]], float | None]
 ) -> np.ndarray:
@@ -23,8 +29,7 @@ def over_seeds(
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
     """Mean and standard deviation (n - 1) of the finite `values`; the deviation is 0
     for one value, and both are NaN for none."""
-    finite = np.asarray(list(values), float)
-    finite = finite[np.isfinite(finite)]
+    finite = _finite(values)
     if len(finite) == 0:
         return float("nan"), float("nan")
     std = float(finite.std(ddof=1)) if len(finite) > 1 else 0.0
@@ -34,9 +39,12 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
 def with_spread(values: Iterable[float]) -> str:
     """An accuracy over seeds as "98.71% ± 0.08" (mean, and standard deviation in
     percentage points), "n/a" if no value is finite."""
-    mean, std = mean_std(values)
-    if not np.isfinite(mean):
+    values = _finite(values)
+    if len(values) == 0:
         return "n/a"
+    mean, std = mean_std(values)
+    if len(values) == 1:
+        return f"{100 * mean:.2f}% (one seed)"
     return f"{100 * mean:.2f}% ± {100 * std:.2f}"
 
 
@@ -62,15 +70,16 @@ def spread_points(differences: Iterable[float], signed: bool = True) -> str:
 
 def difference_noise(a: Iterable[float], b: Iterable[float]) -> float:
     """BEYOND standard errors of the difference of the means of `a` and `b`."""
-    a = np.asarray(list(a), float)
-    b = np.asarray(list(b), float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    a, b = _finite(a), _finite(b)
     variance = sum(mean_std(v)[1] ** 2 / len(v) for v in (a, b) if len(v) > 0)
     return BEYOND * float(np.sqrt(variance))
 
 
 def apart(a: Iterable[float], b: Iterable[float]) -> bool:
-    """Whether the means of `a` and `b` differ by more than `difference_noise`."""
-    a, b = list(a), list(b)
+    """Whether the means of `a` and `b` differ by more than `difference_noise`;
+    never with fewer than two finite values on a side."""
+    a, b = _finite(a), _finite(b)
+    if len(a) < 2 or len(b) < 2:  # one seed: no spread to tell noise from a gap
+        return False
     gap = mean_std(a)[0] - mean_std(b)[0]
-    return bool(np.isfinite(gap) and abs(gap) > difference_noise(a, b))
+    return bool(abs(gap) > difference_noise(a, b))

@@ -63,8 +63,9 @@ def one_seed(
     """Train with `seed`; the test accuracy and loss of every recipe."""
     x_train, y_train, x_test, y_test = data
     keras.utils.set_random_seed(seed)
-    model = build_model(config.model_copy(update={"devices": 1}))
-    momenta = OtherMomenta(MOMENTA)
+    model = build_model(config)
+    # The trained momentum too, should params.yaml's not be one of MOMENTA.
+    momenta = OtherMomenta(sorted({*MOMENTA, config.momentum}))
     batches = ShuffledBatches(x_train, y_train, config.batch_size, seed)
     start = time.perf_counter()
     model.fit(
@@ -77,7 +78,7 @@ def one_seed(
     )
     seconds = time.perf_counter() - start
     scores = {}
-    for momentum in MOMENTA:
+    for momentum in momenta.momenta:
         momenta.assign(momentum)
         scores[recipe_name(momentum)] = evaluate_classifier(
             model, x_test, y_test, test_batch_size
@@ -95,7 +96,7 @@ def one_seed(
     }
 
 
-def spread(runs: list[dict], recipe: str) -> dict[str, float]:
+def accuracy_spread(runs: list[dict], recipe: str) -> dict[str, float]:
     """The mean and standard deviation (n - 1) over `runs` of `recipe`'s test
     accuracy."""
     mean, std = mean_std(run["accuracy"][recipe] for run in runs)
@@ -107,9 +108,9 @@ def headline(runs: list[dict], default: str) -> dict:
     and every recipe's mean (a row of `dvc metrics show`)."""
     return {
         "seeds": [run["seed"] for run in runs],
-        **spread(runs, default),
+        **accuracy_spread(runs, default),
         **{
-            recipe: spread(runs, recipe)["accuracy_mean"]
+            recipe: accuracy_spread(runs, recipe)["accuracy_mean"]
             for recipe in runs[0]["accuracy"]
         },
     }
@@ -120,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     paths = stage_paths(__doc__, argv, "mnist", "results", "metrics")
     every = params.load()
     on_the_experiments_backend(every)
-    config = every.train
+    # One device: the spread between seeds, not that of a data-parallel run.
+    config = every.train.model_copy(update={"devices": 1})
     x_train, y_train, _, _ = dataset.training_split(paths.mnist, "train", config)
     data = (x_train, y_train, *dataset.load_test(paths.mnist))
     with stops_with_parent():
@@ -138,7 +140,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             **describe(),
             "params": config.model_dump(),
             "recipe": default,
-            "spread": {recipe: spread(runs, recipe) for recipe in runs[0]["accuracy"]},
+            "spread": {
+                recipe: accuracy_spread(runs, recipe) for recipe in runs[0]["accuracy"]
+            },
             "runs": runs,
         }
         with atomic_paths(paths.results, paths.metrics) as (results_file, metrics_file):
