@@ -99,7 +99,7 @@ display(Markdown(analysis.error_note(m)))
 # ## The train/inference gap of the BN family
 
 # %%
-family = analysis.family(m)
+family = analysis.family(names, analysis.BATCH_STATISTICS)
 if family:
     fig, axes = plt.subplots(1, len(family), figsize=(5 * len(family), 4.2),
                              squeeze=False, sharey=True)

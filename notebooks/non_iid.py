@@ -98,7 +98,7 @@ show(fig, (
 # ## The BN family after non-i.i.d. training, by the statistics it normalizes with
 
 # %%
-family = analysis.family(m)
+family = analysis.family(names, analysis.BATCH_STATISTICS)
 if family:
     kinds = dict(zip(analysis.STATISTICS, (
         "moving statistics", "shuffled test batches",

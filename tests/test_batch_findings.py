@@ -344,6 +344,49 @@ def test_caveats_name_the_seeds_and_the_steps():
     assert "2 standard errors of their difference apart" in text
 
 
+@pytest.mark.parametrize(
+    "accuracy, said",
+    [({"batch_norm": [0.90, 0.95, 0.90], "group_norm": [0.90, 0.95, 0.90]},
+      ": at batch 32 every normalization ends below its best batch size beyond the "
+      "spread (BN -5.0 ± 0.0 points; GroupNorm -5.0 ± 0.0 points), so the largest "
+      "batches are undertrained, whatever the normalization;"),
+     ({"batch_norm": [0.90, 0.95, 0.90], "group_norm": [0.90, 0.95, 0.95]},
+      ": at batch 32 the accuracy ends below that of the best batch size beyond the "
+      "spread for BN -5.0 ± 0.0 points but not for GroupNorm, so the fewer steps "
+      "cost only some normalizations;"),
+     ({"batch_norm": [0.90, 0.95, 0.96], "group_norm": [0.90, 0.95, 0.949]},
+      ", yet at batch 32 no normalization ends below its best batch size beyond the "
+      "spread: the fewer steps show no undertraining here;")],
+)
+def test_caveats_call_the_largest_batches_undertrained_only_where_they_are(
+    accuracy, said
+):
+    text = batch_findings.batch_size_caveats(batch_sizes_results(accuracy))
+    assert said in text
+    if "every normalization" not in said:
+        assert "undertrained, whatever" not in text
+
+
+def test_an_accuracy_below_the_best_within_the_spread_is_not_undertrained():
+    # 1 point below batch 8 on average, but each seed swings by 2 points.
+    results = batch_sizes_results({"batch_norm": [0.90, 0.95, 0.94]}, spread=0.02)
+    assert batch_findings.short_at_largest(results) == {"batch_norm": None}
+    assert "no normalization ends below" in batch_findings.batch_size_caveats(results)
+
+
+def test_caveats_quote_the_error_of_one_accuracy_at_the_baselines_mean():
+    text = batch_findings.batch_size_caveats(
+        batch_sizes_results({"batch_norm": [0.90, 0.95, 0.99]}))
+    # sqrt(0.99 * 0.01 / 10,000) = 0.0995 points
+    assert text.endswith(
+        "One accuracy of 99.0% (the baseline's mean) on 10,000 test images has a "
+        "standard error of ≈0.10 points.")
+    without_bn = batch_findings.batch_size_caveats(
+        batch_sizes_results({"group_norm": [0.90, 0.95, 0.99]}))
+    assert "One accuracy" not in without_bn
+    assert without_bn.endswith("difference apart.")
+
+
 # non_iid
 
 
@@ -470,6 +513,18 @@ def test_non_iid_caveats_say_how_stale_renorms_averages_are():
     # 0.99 ** 100 = 37%
     assert "still give their initial values a weight of 37%" in caveats
     assert "2 standard errors of their difference apart" in caveats
+    assert caveats.endswith(
+        "One accuracy of 98.0% (the baseline's mean) on 10,000 test images has a "
+        "standard error of ≈0.14 points.")
+
+
+def test_non_iid_caveats_leave_out_renorms_averages_when_not_stale():
+    # 0.9 ** 100: under text.STALE, as batch_sizes judges BN's averages
+    caveats = non_iid_findings.caveats(
+        non_iid_results({"batch_norm": (0.98, 0.78), "batch_renorm": (0.9, 0.9)},
+                        renorm_momentum=0.9))
+    assert "Batch Renorm's own moving averages" not in caveats
+    assert "100 steps on 3,200 training images. Every number" in caveats
 
 
 def test_bn_with_batch_statistics_reports_its_spread():

@@ -254,7 +254,7 @@ def test_noisy_bn_slower_only_within_the_spread_is_not_called_slower():
 
 def test_noisy_bn_far_behind_bn_disagrees_with_the_paper():
     text = f.training_findings(make_results(noisy=(0.1, 0.1, 0.3, 0.8)))
-    assert "noisy BN is behind BN by 17.00 points and behind the network" in text
+    assert "noisy BN is behind BN by 17.0 ± 0.0 points and behind the network" in text
     assert "Unlike the paper" in text
 
 
@@ -270,7 +270,7 @@ def test_noisy_bn_far_behind_bn_within_a_wide_spread_is_level():
 
 def test_noisy_bn_between_plain_and_bn_is_a_partial_agreement():
     text = f.training_findings(make_results(noisy=(0.1, 0.5, 0.7, 0.8)))
-    assert "behind BN by 17.00 points" in text
+    assert "behind BN by 17.0 ± 0.0 points" in text
     assert "learned faster than the network without BN" in text
     assert "Partly as in the paper" in text
 
@@ -451,6 +451,41 @@ def test_setup_names_the_seeds_and_the_time():
     text = f.setup(results)
     assert "for 3 seeds (without BN 3 s, with BN 3 s, with noisy BN 3 s" in text
     assert "Seeds 0, 1, 2: every number below is a mean over them" in text
+
+
+def test_the_runs_still_rising_at_the_end_are_not_converged():
+    caveats = f.caveats(make_results())
+    assert (
+        "a short run (150 steps of 64), not converged: between the last two probes "
+        "(steps 100 and 150) the validation accuracy still rose beyond the spread "
+        "(without BN +30.0 ± 0.0 points; with BN +2.0 ± 0.0 points; with noisy BN "
+        "+2.5 ± 0.0 points);"
+    ) in caveats
+
+
+def test_runs_level_over_the_last_probes_are_not_called_unconverged():
+    results = make_results(
+        bn=(0.1, 0.9, 0.97, 0.97), noisy=(0.1, 0.85, 0.965, 0.965),
+        plain=(0.1, 0.1, 0.9, 0.9),
+    )
+    caveats = f.caveats(results)
+    assert "not converged" not in caveats
+    assert (
+        "a short run (150 steps of 64), though no variant's validation accuracy rose "
+        "beyond the spread between the last two probes;"
+    ) in caveats
+    # A rise of 1 point, with seeds 5 points apart: within the spread.
+    wide = make_results(bn=(0.1, 0.9, 0.96, 0.97), noisy=(0.1, 0.85, 0.965, 0.965),
+                        plain=(0.1, 0.1, 0.9, 0.9), spread={"bn": 0.05})
+    assert f.still_rising(wide) == {}
+
+
+def test_the_rule_of_the_training_verdicts_is_spread_beyond():
+    text = f.training_findings(make_results())
+    assert (
+        "differ by more than 2 standard errors of their difference over the seeds"
+        in text
+    )
 
 
 def test_findings_are_the_four_paragraphs():

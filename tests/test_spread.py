@@ -7,6 +7,11 @@ from pipeline.reporting.spread import (
     difference_noise,
     mean_std,
     over_seeds,
+    rule_words,
+    seed_count,
+    seed_words,
+    seeds_listed,
+    spread_number,
     with_spread,
 )
 
@@ -43,3 +48,20 @@ def test_one_seed_has_no_spread_to_judge_by():
     assert with_spread([0.98, None]) == "98.00% (one seed)"
     assert not apart([0.5], [0.9, 0.91])
     assert not apart([0.5, float("nan")], [0.9, 0.91])
+
+
+def test_seeds_in_words():
+    assert seed_count([4]) == "1 seed"
+    assert seeds_listed([0, 1, 2]) == "3 seeds (0, 1, 2)"
+    assert seed_words([5, 6]) == "mean ± standard deviation over 2 seeds (5, 6)"
+
+
+def test_the_rule_in_words_quotes_beyond():
+    assert rule_words() == (
+        "a difference counts when the means are more than 2 standard errors of "
+        "their difference apart"
+    )
+
+
+def test_shares_over_seeds_as_percentages():
+    assert spread_number([0.8, 0.85, 0.9], 0, 100, "%") == "85% ± 5"

@@ -2,7 +2,7 @@
 every number a report compares is a mean with its spread. Pure functions, numpy only.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,30 @@ def _finite(values: Iterable[float | None]) -> np.ndarray:
     """The finite ones of `values` (None counts as not finite)."""
     array = as_array(values)
     return array[np.isfinite(array)]
+
+
+def seed_count(seeds: Sequence[int]) -> str:
+    """How many seeds: "3 seeds", "1 seed"."""
+    return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+
+
+def seeds_listed(seeds: Sequence[int]) -> str:
+    """The seeds, counted and listed: "3 seeds (0, 1, 2)"."""
+    return f"{seed_count(seeds)} ({', '.join(map(str, seeds))})"
+
+
+def seed_words(seeds: Sequence[int]) -> str:
+    """What a number "a ± b" over `seeds` is: "mean ± standard deviation over 3
+    seeds (0, 1, 2)"."""
+    return f"mean ± standard deviation over {seeds_listed(seeds)}"
+
+
+def rule_words() -> str:
+    """The rule `apart` applies, in words."""
+    return (
+        "a difference counts when the means are more than "
+        f"{BEYOND:g} standard errors of their difference apart"
+    )
 
 
 def over_seeds(

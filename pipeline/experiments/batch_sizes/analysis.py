@@ -19,14 +19,22 @@ import numpy as np
 
 from pipeline.core.normalizations import BATCH_STATISTICS, LABELS
 from pipeline.reporting.spread import (
-    BEYOND,
     apart,
     mean_std,
     over_seeds,
+    rule_words,
+    seed_words,
     spread_points,
     with_spread,
 )
-from pipeline.reporting.text import csv_columns, standard_error
+from pipeline.reporting.text import (
+    csv_columns,
+    family,
+    joined,
+    one_accuracy_error,
+    shared_count,
+    stale_weight,
+)
 
 Results = Mapping[str, Any]
 
@@ -40,8 +48,6 @@ HEADLINE = {"batch_norm": "bn", "group_norm": "gn"}
 #: per worker (their Table 2 lists the same numbers).
 WU_HE_BN_ERROR = {32: 23.6, 16: 23.7, 8: 24.8, 4: 27.3, 2: 34.7}
 WU_HE_GN_ERROR = {32: 24.1, 16: 24.2, 8: 24.0, 4: 24.2, 2: 24.1}
-#: Moving averages whose initial values keep more weight than this are stale.
-STALE = 0.01
 #: Wu & He compare batch sizes at an equal number of epochs; run.py also runs them at
 #: an equal number of steps (as many as the largest batch size takes).
 BUDGETS = ("epochs", "steps")
@@ -68,11 +74,6 @@ def normalizations(results: Results) -> list[str]:
     """The normalizations the params run, in the order of LABELS."""
     wanted = results["params"]["normalizations"]
     return [name for name in LABELS if name in wanted]
-
-
-def family(results: Results) -> list[str]:
-    """The normalizations run that have batch statistics (the BN family)."""
-    return [name for name in normalizations(results) if name in BATCH_STATISTICS]
 
 
 def reference_batch_size(results: Results) -> int:
@@ -140,41 +141,9 @@ def first_seed_value(
     return None
 
 
-def shared(results: Results, key: str) -> str:
-    """A count every seed records (`training_images`, ...), as "60,000", or as a
-    range where the seeds differ."""
-    counts = sorted({seed[key] for seed in results["by_seed"]})
-    return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
-
-
 def baseline(results: Results) -> np.ndarray:
     """BN's test accuracy at the reference batch size, at equal epochs, per seed."""
     return values(results, "batch_norm", reference_batch_size(results), "epochs")
-
-
-# Text helpers
-
-
-def _seed_words(results: Results) -> str:
-    seeds = results["seeds"]
-    return (
-        f"mean ± standard deviation over {len(seeds)} seed"
-        f"{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
-    )
-
-
-def _rule() -> str:
-    return (
-        "a difference counts when the means are more than "
-        f"{BEYOND:g} standard errors of their difference apart"
-    )
-
-
-def _names(names: Sequence[str]) -> str:
-    labels = [LABELS[name] for name in names]
-    if len(labels) <= 2:
-        return " and ".join(labels)
-    return ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
 # The setup
@@ -204,9 +173,11 @@ def setup_text(results: Results) -> str:
     ]
     setup = (
         f"**Setup.** `bnk.CNN(normalization=...)` (two conv 5×5 blocks, each followed "
-        f"by the normalization, dense 1024, dropout 0.5) with {_names(names)}, "
+        f"by the normalization, dense 1024, dropout 0.5) with "
+        f"{joined(LABELS[n] for n in names)}, "
         f"trained at batch sizes {', '.join(map(str, sizes))} on "
-        f"{shared(results, 'training_images')} training images, under two budgets: "
+        f"{shared_count(results, 'training_images')} training images, under two "
+        "budgets: "
         f"**equal epochs** ({p['epochs']} pass(es) at every batch size, Wu & He's "
         f"comparison: {steps[sizes[0]]:,} steps at batch {sizes[0]}, "
         f"{steps[sizes[-1]]:,} at {sizes[-1]}) and **equal steps** (every batch size "
@@ -215,9 +186,9 @@ def setup_text(results: Results) -> str:
         f"same run). Adam at {p['learning_rate']:g} for batches of "
         f"{p['reference_batch_size']}, scaled with the square root of the batch size "
         f"({rate[sizes[0]]:.2g} at {sizes[0]}, {rate[sizes[-1]]:.2g} at "
-        f"{sizes[-1]}); tested on {shared(results, 'test_images')} test images in "
-        f"inference mode. Each seed ({', '.join(map(str, results['seeds']))}) starts "
-        "every run from its own initial weights and feeds the images in its own "
+        f"{sizes[-1]}); tested on {shared_count(results, 'test_images')} test images "
+        f"in inference mode. Each seed ({', '.join(map(str, results['seeds']))}) "
+        "starts every run from its own initial weights and feeds the images in its own "
         "order, the same for every run of that seed. The baseline is BN at batch "
         f"{reference}, equal epochs"
     )
@@ -228,12 +199,14 @@ def setup_text(results: Results) -> str:
         )
     setup += f": {with_spread(baseline(results))}."
     details = []
-    if family(results):
+    bn_family = family(names, BATCH_STATISTICS)
+    if bn_family:
         details.append(
-            f"The BN family ({_names(family(results))}) is also tested with the "
-            "statistics of each test batch of the training batch size, and with "
-            f"population statistics recomputed over up to {p['statistics_batches']} "
-            "training batches of the training size (at most one pass)."
+            f"The BN family ({joined(LABELS[n] for n in bn_family)}) is also tested "
+            "with the statistics of each test batch of the training batch size, and "
+            "with population statistics recomputed over up to "
+            f"{p['statistics_batches']} training batches of the training size (at "
+            "most one pass)."
         )
     if "ghost_batch_norm" in names:
         details.append(
@@ -260,13 +233,15 @@ def setup_text(results: Results) -> str:
 def error_note(results: Results) -> str:
     """What the error in the main figure is, for the normalizations that ran."""
     text = "Error is 1 − accuracy on the test images, in inference mode"
-    if family(results):
+    bn_family = family(normalizations(results), BATCH_STATISTICS)
+    if bn_family:
         text += (
-            f": {_names(family(results))} normalize with their moving statistics there"
+            f": {joined(LABELS[n] for n in bn_family)} normalize with their moving "
+            "statistics there"
         )
     return (
-        text + f". Points are the {_seed_words(results)}; the bars span one standard "
-        "deviation either side."
+        text + f". Points are the {seed_words(results['seeds'])}; the bars span one "
+        "standard deviation either side."
     )
 
 
@@ -285,7 +260,7 @@ def gap_note(results: Results) -> str:
         "training with exact averages over training batches of the training size "
         "(`bnk.recompute_statistics`, Ioffe & Szegedy's Algorithm 2): what the "
         "moving averages would be without their lag and noise. All at equal epochs; "
-        f"{_seed_words(results)}."
+        f"{seed_words(results['seeds'])}."
     )
 
 
@@ -374,6 +349,12 @@ def tick_decimals(ticks: Sequence[float], most: int = 4) -> int:
 # Verdicts
 
 
+def best_batch_size(accuracy: Mapping[int, np.ndarray]) -> int:
+    """Of the batch sizes of `accuracy` (per seed at each), the one of the highest
+    mean (the first of equals; one with no finite value never is)."""
+    return max(accuracy, key=lambda s: np.nan_to_num(mean_std(accuracy[s])[0], nan=-1))
+
+
 class Climb(NamedTuple):
     """How much accuracy `normalization` loses at the smallest batch size."""
 
@@ -396,7 +377,7 @@ def climb(results: Results, normalization: str, budget: str = "epochs") -> Climb
     if not sizes or all(not np.isfinite(m) for m in means.values()):
         return None
     smallest = sizes[0]
-    best = max(sizes, key=lambda s: np.nan_to_num(means[s], nan=-1))
+    best = best_batch_size(accuracy)
     drop = accuracy[best] - accuracy[smallest]
     loses = best != smallest and apart(accuracy[best], accuracy[smallest])
     return Climb(smallest, best, accuracy[smallest], accuracy[best], drop, loses)
@@ -431,7 +412,9 @@ def measured_line(results: Results, budget: str) -> str:
             f"{found.best})"
         )
     return (
-        f"{head}; test accuracy, {_seed_words(results)}): " + "; ".join(measured) + "."
+        f"{head}; test accuracy, {seed_words(results['seeds'])}): "
+        + "; ".join(measured)
+        + "."
     )
 
 
@@ -447,7 +430,7 @@ def climb_verdict(results: Results, budget: str = "epochs") -> str | None:
         f"at batch {bn.smallest} BN is {spread_points(bn.drop, signed=False)} below "
         f"its best (batch {bn.best})"
     )
-    rule = f"{_seed_words(results)}; {_rule()}"
+    rule = f"{seed_words(results['seeds'])}; {rule_words()}"
     if gn is None:
         if bn.loses:
             return (
@@ -505,7 +488,7 @@ def gap_findings(results: Results) -> list[str]:
     batch size, and what recomputed population statistics win back."""
     lines = []
     sizes = batch_sizes(results)
-    for name in family(results):
+    for name in family(normalizations(results), BATCH_STATISTICS):
         moving = {s: values(results, name, s) for s in sizes}
         batch = {
             s: values(results, name, s, key="batch_statistics_accuracy") for s in sizes
@@ -535,12 +518,12 @@ def gap_findings(results: Results) -> list[str]:
 
 
 def _stale(results: Results, name: str, batch_size: int) -> str:
-    """A sentence if the moving averages at `batch_size` (equal epochs) still weigh
-    their initial values by more than STALE; else ""."""
+    """A sentence if the moving averages at `batch_size` (equal epochs) are stale
+    (`pipeline.reporting.text.stale_weight`); else ""."""
     steps = first_seed_value(results, name, batch_size, "epochs", "steps")
     momentum = results["by_seed"][0]["momentum"]
-    remembered = momentum**steps
-    if remembered <= STALE:
+    remembered = stale_weight(momentum, steps)
+    if remembered is None:
         return ""
     return (
         f" After {steps:,} steps, moving averages of momentum {momentum:g} still give "
@@ -566,7 +549,7 @@ def population_sentence(results: Results, name: str) -> str:
         f"(`bnk.recompute_statistics`) instead of the moving averages: {listed}."
     )
     smallest = sizes[0]
-    best = max(sizes, key=lambda s: np.nan_to_num(mean_std(moving[s])[0], nan=-1))
+    best = best_batch_size(moving)
     lost = mean_std(moving[best] - moving[smallest])[0]
     regained = mean_std(population[smallest] - moving[smallest])[0]
     if best == smallest or not apart(moving[best], moving[smallest]):
@@ -588,24 +571,71 @@ def population_sentence(results: Results, name: str) -> str:
     )
 
 
+def short_at_largest(results: Results) -> dict[str, np.ndarray | None]:
+    """At equal epochs, per normalization that ran: its accuracy at the largest
+    batch size (the fewest steps) minus at its best batch size, per seed, where the
+    largest is below the best beyond the spread over seeds; None where it is not."""
+    sizes = batch_sizes(results)
+    short: dict[str, np.ndarray | None] = {}
+    for name in normalizations(results):
+        accuracy = {size: values(results, name, size) for size in sizes}
+        if not any(np.isfinite(v).any() for v in accuracy.values()):
+            continue
+        best, largest = best_batch_size(accuracy), sizes[-1]
+        below = best != largest and apart(accuracy[best], accuracy[largest])
+        short[name] = accuracy[largest] - accuracy[best] if below else None
+    return short
+
+
+def undertrained_text(results: Results) -> str:
+    """Whether the largest batch size, with the fewest steps at equal epochs, ends
+    below the best batch size beyond the spread: for every normalization, for some,
+    or for none (`short_at_largest`)."""
+    largest = batch_sizes(results)[-1]
+    short = short_at_largest(results)
+    below = [name for name, gap in short.items() if gap is not None]
+    level = [name for name, gap in short.items() if gap is None]
+    listed = "; ".join(
+        f"{LABELS[name]} {spread_points(short[name])}" for name in below
+    )
+    if below and not level:
+        return (
+            f": at batch {largest} every normalization ends below its best batch size "
+            f"beyond the spread ({listed}), so the largest batches are undertrained, "
+            "whatever the normalization"
+        )
+    if below:
+        return (
+            f": at batch {largest} the accuracy ends below that of the best batch size "
+            f"beyond the spread for {listed} but not for "
+            f"{joined(LABELS[n] for n in level)}, so the fewer steps cost only some "
+            "normalizations"
+        )
+    return (
+        f", yet at batch {largest} no normalization ends below its best batch size "
+        "beyond the spread: the fewer steps show no undertraining here"
+    )
+
+
 def batch_size_caveats(results: Results) -> str:
-    """The seeds, the short training, and the budgets' steps."""
+    """The seeds, the short training, whether the budgets' steps leave the largest
+    batches undertrained, and the noise of one accuracy."""
     sizes = batch_sizes(results)
     name = normalizations(results)[0]
     steps = {s: first_seed_value(results, name, s, "epochs", "steps") for s in sizes}
     test_images = results["by_seed"][0]["test_images"]
-    error = standard_error(0.9, test_images)
+    error = one_accuracy_error(
+        mean_std(baseline(results))[0], test_images, "the baseline's mean"
+    )
     return (
         f"Caveats: {len(results['seeds'])} seed(s) "
         f"({', '.join(map(str, results['seeds']))}), one run per setting and seed; "
         f"{results['params']['epochs']} pass(es) at equal epochs give "
         f"{steps[sizes[0]]:,} steps at batch {sizes[0]} but {steps[sizes[-1]]:,} at "
-        f"{sizes[-1]}: the largest batches are undertrained, whatever the "
-        "normalization; at equal steps the smaller batches see fewer images instead. "
-        f"Every number compared is a mean over the seeds with its standard "
-        f"deviation, and {_rule()}. One accuracy near 90% on {test_images:,} test "
-        f"images has a standard error of ≈{100 * error:.1f} points."
-    )
+        f"{sizes[-1]}{undertrained_text(results)}; at equal steps the smaller "
+        "batches see fewer images instead. Every number compared is a mean over the "
+        f"seeds with its standard deviation, and {rule_words()}. {error}"
+    ).rstrip()
 
 
 # Metrics and plots

@@ -24,6 +24,8 @@ from pipeline.reporting.spread import (
     difference_noise,
     mean_std,
     over_seeds,
+    seed_count,
+    seeds_listed,
     spread_number,
     spread_points,
     with_spread,
@@ -126,17 +128,6 @@ def cnn_test_accuracy(results: Results, rate: float, batch_norm: bool) -> np.nda
     )
 
 
-def count_text(results: Results) -> str:
-    """How many seeds: "3 seeds"."""
-    count = len(seed_list(results))
-    return f"{count} seed{'s' if count != 1 else ''}"
-
-
-def seeds_text(results: Results) -> str:
-    """The seeds: "3 seeds (0, 1, 2)"."""
-    return f"{count_text(results)} ({rate_list(seed_list(results))})"
-
-
 def gap_and_noise(
     a: Sequence[float], b: Sequence[float], images: int
 ) -> tuple[float, float]:
@@ -230,7 +221,7 @@ def figure1a_findings(results: Results) -> list[str]:
     )
     lines.append(
         f"**Figure 1a.** Test accuracy with BN vs without, mean ± standard deviation "
-        f"in points over {seeds_text(results)}: {said}."
+        f"in points over {seeds_listed(seed_list(results))}: {said}."
     )
 
     top = np.nanmax(np.concatenate([column_spread(bn)[0], column_spread(plain)[0]]))
@@ -374,7 +365,7 @@ def figure1bc_findings(results: Results) -> list[str]:
     movement = (
         f"largest percentile movement {over('bn', 'all_range')} with BN vs "
         f"{over('plain', 'all_range')} without, mean ± standard deviation over the "
-        f"{count_text(results)}"
+        f"{seed_count(seed_list(results))}"
     )
     verdict = drift_verdict(results)
     beyond = f"beyond {BEYOND:g} standard errors of the difference"
@@ -518,7 +509,7 @@ def baseline_findings(results: Results) -> str:
         f"**The CNN.** The reference setting is the seed's learning rate, {rate:g}, "
         f"with BN; its final test accuracy on {n_test:,} test images, the report's "
         f"baseline, is {with_spread(cnn_test_accuracy(results, rate, True))} over "
-        f"{seeds_text(results)}."
+        f"{seeds_listed(seed_list(results))}."
     )
 
 
@@ -637,6 +628,62 @@ def learning_rate_claim(results: Results) -> str:
     return text
 
 
+def still_rising(results: Results) -> dict[tuple[float, bool], np.ndarray]:
+    """The CNN runs that trained in every seed and whose validation accuracy still
+    rose between the last two evaluations beyond the noise (`gap_and_noise`, on the
+    validation images), by (learning rate, with BN?): each one's rise per seed."""
+    cnn = plotted_run(results)["cnn"]
+    if len(cnn["steps"]) < 2:
+        return {}
+    rising = {}
+    for rate in learning_rates(results):
+        for batch_norm in (True, False):
+            if not trained(results, rate, batch_norm).all():
+                continue
+            accuracy = cnn_series(results, rate, batch_norm, "val_accuracy")
+            gap, noise = gap_and_noise(
+                accuracy[:, -1], accuracy[:, -2], cnn["validation_images"]
+            )
+            if gap > noise:
+                rising[(rate, batch_norm)] = accuracy[:, -1] - accuracy[:, -2]
+    return rising
+
+
+def convergence_text(results: Results) -> str:
+    """Whether the CNN runs had converged: not where a run that trained still rose
+    between its last two evaluations beyond the noise (`still_rising`)."""
+    steps = plotted_run(results)["cnn"]["steps"]
+    n_val = plotted_run(results)["cnn"]["validation_images"]
+    short = f"The CNN runs are short ({results['params']['cnn']['steps']:,} steps)"
+    rising = still_rising(results)
+    if rising:
+        listed = "; ".join(
+            f"{VARIANTS['bn' if batch_norm else 'plain']} at rate {rate:g} "
+            f"{spread_points(rise)}"
+            for (rate, batch_norm), rise in rising.items()
+        )
+        return (
+            f"{short} and not converged: between steps {steps[-2]:,} and "
+            f"{steps[-1]:,} the validation accuracy still rose beyond the noise "
+            f"({noise_words(n_val, 'validation')}): {listed}. They show early "
+            "training."
+        )
+    if len(steps) < 2 or not any(
+        trained(results, rate, batch_norm).all()
+        for rate in learning_rates(results)
+        for batch_norm in (True, False)
+    ):
+        return (
+            f"{short}; with no run that trained in every seed followed over two "
+            "evaluations, whether they converged is not measured."
+        )
+    return (
+        f"{short}, but no run that trained in every seed rose beyond the noise "
+        f"({noise_words(n_val, 'validation')}) in validation accuracy between steps "
+        f"{steps[-2]:,} and {steps[-1]:,}: by that measure they had levelled off."
+    )
+
+
 def cnn_findings(results: Results) -> list[str]:
     """The Markdown paragraphs on the CNN runs (the baseline, one per learning rate,
     an overall verdict, the learning-rate claim), then the caveats, which also quote
@@ -684,11 +731,10 @@ def cnn_findings(results: Results) -> list[str]:
     ref_test = float(np.nanmax(mlp_finals))
     n_mlp_test = plotted_run(results)["mlp"]["test_images"]
     lines.append(
-        f"Caveats: {seeds_text(results)}, too few for a precise standard deviation; "
-        f"Figures 1b/1c and the percentile columns of the Figure 1 table show seed "
-        f"{seed_list(results)[0]} only. The CNN runs are short "
-        f"({results['params']['cnn']['steps']:,} steps, not converged), so they show "
-        f"early training. Every seed is evaluated on the same images, so a difference "
+        f"Caveats: {seeds_listed(seed_list(results))}, too few for a precise standard "
+        f"deviation; Figures 1b/1c and the percentile columns of the Figure 1 table "
+        f"show seed {seed_list(results)[0]} only. {convergence_text(results)} "
+        f"Every seed is evaluated on the same images, so a difference "
         f"below about twice the standard error of those images is noise whatever the "
         f"seeds say: ≈{100 * 2 * standard_error(ref_val, n_val):.1f} points at "
         f"{100 * ref_val:.0f}% (the median final validation accuracy of the CNN runs "
@@ -732,8 +778,8 @@ def setup_text(results: Results) -> str:
         f"Backend **{results['backend']}** ({results['device']}), Keras "
         f"{results['keras_version']}, {results['backend']} "
         f"{results['backend_version']}. The whole experiment took "
-        f"{results['wall_seconds'] / 60:.1f} minutes for {seeds_text(results)}; per "
-        f"seed on average, Figure 1: "
+        f"{results['wall_seconds'] / 60:.1f} minutes for "
+        f"{seeds_listed(seed_list(results))}; per seed on average, Figure 1: "
         f"{mean_seconds(lambda r: r['mlp']['wall_seconds']['bn']):.0f} s with BN, "
         f"{mean_seconds(lambda r: r['mlp']['wall_seconds']['plain']):.0f} s without; "
         f"CNN: {cnn_seconds:.0f} s for {n_cnn} runs.\n\n"
@@ -797,8 +843,8 @@ def cnn_setup_text(results: Results) -> str:
         f"held-out training images every {pc['eval_every']} steps, and at the end the "
         f"test accuracy on the {cnn['test_images']:,} test images. In each seed both "
         f"variants of a rate start from the same weights and see the same batches. "
-        f"Curves and numbers are means over {seeds_text(results)}, with their standard "
-        f"deviation (bands in the figure, ± in the table)."
+        f"Curves and numbers are means over {seeds_listed(seed_list(results))}, with "
+        f"their standard deviation (bands in the figure, ± in the table)."
     )
 
 

@@ -19,10 +19,13 @@ from typing import Any
 import numpy as np
 
 from pipeline.reporting.spread import (
+    BEYOND,
     apart,
     mean_std,
     over_seeds,
+    seeds_listed,
     spread_number,
+    spread_points,
     with_spread,
 )
 from pipeline.reporting.text import N_CLASSES, as_array, csv_columns
@@ -430,14 +433,14 @@ def training_findings(results: Results) -> str:
         f"{with_spread(speed['noisy_bn'])} and {with_spread(speed['plain'])} "
         f"(mean ± standard deviation over the {len(results['by_seed'])} seeds, in "
         f"points). Two means count as different only where they differ by more than "
-        f"twice the standard error of their difference over the seeds. "
+        f"{BEYOND:g} standard errors of their difference over the seeds. "
     )
-    gap = mean_std(final["bn"])[0] - mean_std(final["noisy_bn"])[0]
+    behind = spread_points(final["bn"] - final["noisy_bn"], signed=False)
     versus_bn = compared(
         final["noisy_bn"],
         final["bn"],
         "ahead of BN",
-        f"behind BN by {100 * gap:.2f} points",
+        f"behind BN by {behind}",
         "level with BN",
     )
     versus_plain = compared(
@@ -693,19 +696,47 @@ def probe_table(results: Results) -> str:
     return "\n".join(rows)
 
 
+def still_rising(results: Results) -> dict[str, np.ndarray]:
+    """The variants whose validation accuracy rose between the last two probes
+    beyond the spread over the seeds (`order`): each one's rise per seed."""
+    rising = {}
+    for v in LABELS:
+        accuracy = np.array(
+            [as_array(run[v]["val_accuracy"]) for run in results["by_seed"]]
+        )
+        if accuracy.shape[1] > 1 and order(accuracy[:, -1], accuracy[:, -2]) == ABOVE:
+            rising[v] = accuracy[:, -1] - accuracy[:, -2]
+    return rising
+
+
 def caveats(results: Results) -> str:
-    """What the measurements do not show."""
+    """What the measurements do not show; whether the runs had converged
+    (`still_rising`)."""
     p = results["params"]
-    seeds = results["seeds"]
+    steps = first(results)["steps"]
+    rising = still_rising(results)
+    if rising:
+        listed = "; ".join(
+            f"{LABELS[v]} {spread_points(rise)}" for v, rise in rising.items()
+        )
+        run = (
+            f"a short run ({p['steps']:,} steps of {p['batch_size']}), not converged: "
+            f"between the last two probes (steps {steps[-2]:,} and {steps[-1]:,}) the "
+            f"validation accuracy still rose beyond the spread ({listed})"
+        )
+    else:
+        run = (
+            f"a short run ({p['steps']:,} steps of {p['batch_size']}), though no "
+            f"variant's validation accuracy rose beyond the spread between the last "
+            f"two probes"
+        )
     return (
-        f"Caveats: {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
-        f"({', '.join(map(str, seeds))}), so a spread is the standard deviation of "
-        f"few values, and the test images are the same for every seed: the spread is "
-        f"that of the initial weights, the batches and the noise, not of the test "
-        f"set; a short run ({p['steps']:,} steps of {p['batch_size']}, not "
-        f"converged); the landscape is probed on one batch per probe, the batch of "
-        f"the next step, with BN in training mode as in a step. The paper trains VGG "
-        f"on CIFAR-10; here it is the seed's MNIST CNN."
+        f"Caveats: {seeds_listed(results['seeds'])}, so a spread is the standard "
+        f"deviation of few values, and the test images are the same for every seed: "
+        f"the spread is that of the initial weights, the batches and the noise, not "
+        f"of the test set; {run}; the landscape is probed on one batch per probe, the "
+        f"batch of the next step, with BN in training mode as in a step. The paper "
+        f"trains VGG on CIFAR-10; here it is the seed's MNIST CNN."
     )
 
 

@@ -18,14 +18,24 @@ import numpy as np
 
 from pipeline.core.normalizations import BATCH_STATISTICS, LABELS
 from pipeline.reporting.spread import (
-    BEYOND,
     apart,
     mean_std,
     over_seeds,
+    rule_words,
+    seed_words,
+    spread_number,
     spread_points,
     with_spread,
 )
-from pipeline.reporting.text import csv_columns, percent, standard_error
+from pipeline.reporting.text import (
+    csv_columns,
+    family,
+    joined,
+    one_accuracy_error,
+    percent,
+    shared_count,
+    stale_weight,
+)
 
 Results = Mapping[str, Any]
 
@@ -54,11 +64,6 @@ STATISTICS = (
 def normalizations(results: Results) -> list[str]:
     """The normalizations the params run, in the order they list them."""
     return [name for name in results["params"]["normalizations"] if name in LABELS]
-
-
-def family(results: Results) -> list[str]:
-    """The normalizations run that have batch statistics (the BN family)."""
-    return [name for name in normalizations(results) if name in BATCH_STATISTICS]
 
 
 def run_of(
@@ -91,13 +96,6 @@ def baseline(results: Results) -> np.ndarray:
     return values(results, "batch_norm", "iid")
 
 
-def shared(results: Results, key: str) -> str:
-    """A count every seed records (`steps`, `training_images`, ...), as "1,875", or
-    as a range where the seeds differ."""
-    counts = sorted({seed[key] for seed in results["by_seed"]})
-    return f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
-
-
 def bars(
     results: Results, names: Sequence[str], sampling: str, key: str = "test_accuracy"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -105,36 +103,6 @@ def bars(
     `sampling` batches: one series of bars."""
     spread = [mean_std(values(results, name, sampling, key)) for name in names]
     return np.array([m for m, _ in spread]), np.array([s for _, s in spread])
-
-
-# Text helpers
-
-
-def _share(shares: np.ndarray) -> str:
-    mean, std = mean_std(shares)
-    return f"{100 * mean:.0f}% ± {100 * std:.0f}"
-
-
-def _seed_words(results: Results) -> str:
-    seeds = results["seeds"]
-    return (
-        f"mean ± standard deviation over {len(seeds)} seed"
-        f"{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
-    )
-
-
-def _rule() -> str:
-    return (
-        "a difference counts when the means are more than "
-        f"{BEYOND:g} standard errors of their difference apart"
-    )
-
-
-def _names(names: Sequence[str]) -> str:
-    labels = [LABELS[name] for name in names]
-    if len(labels) <= 2:
-        return " and ".join(labels)
-    return ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
 # The setup, the table
@@ -152,27 +120,30 @@ def setup_text(results: Results) -> str:
         f"{results['backend_version']}; the whole experiment took "
         f"{results['wall_seconds'] / 60:.1f} minutes for "
         f"{len(results['seeds'])} seed(s).\n\n"
-        f"**Setup.** `bnk.CNN(normalization=...)` with {_names(names)}, Adam at "
+        f"**Setup.** `bnk.CNN(normalization=...)` with "
+        f"{joined(LABELS[n] for n in names)}, Adam at "
         f"{p['learning_rate']:g}, batches of {p['batch_size']}, "
-        f"{shared(results, 'steps')} steps on {shared(results, 'training_images')} "
-        "training images; either shuffled (i.i.d.) batches, or batches of "
+        f"{shared_count(results, 'steps')} steps on "
+        f"{shared_count(results, 'training_images')} training images; either shuffled "
+        "(i.i.d.) batches, or batches of "
         f"{p['classes_per_batch']} classes with "
         f"{p['batch_size'] // p['classes_per_batch']} images of each "
         "(`pipeline.core.batches.FewClassBatches`: each pass cuts every class into "
         "such shares and joins shares of different classes). Both start from the "
         "same weights, those of the seed; each seed "
         f"({', '.join(map(str, results['seeds']))}) has its own weights and order. "
-        f"Tested on {shared(results, 'test_images')} test images in inference mode. "
-        "The baseline is BN on shuffled batches: "
-        f"{with_spread(baseline(results))} ({_seed_words(results)})."
+        f"Tested on {shared_count(results, 'test_images')} test images in inference "
+        "mode. The baseline is BN on shuffled batches: "
+        f"{with_spread(baseline(results))} ({seed_words(results['seeds'])})."
     )
     details = []
-    if family(results):
+    bn_family = family(names, BATCH_STATISTICS)
+    if bn_family:
         details.append(
-            f"The BN family ({_names(family(results))}) is also tested with the "
-            f"statistics of each test batch of {p['batch_size']}, shuffled or made "
-            f"of {p['classes_per_batch']} classes as in training "
-            f"({shared(results, 'few_class_test_images')} test images fill such "
+            f"The BN family ({joined(LABELS[n] for n in bn_family)}) is also tested "
+            f"with the statistics of each test batch of {p['batch_size']}, shuffled "
+            f"or made of {p['classes_per_batch']} classes as in training "
+            f"({shared_count(results, 'few_class_test_images')} test images fill such "
             "batches)."
         )
     if "ghost_batch_norm" in names:
@@ -250,7 +221,7 @@ def measured_line(results: Results) -> str:
             f"{with_spread(skewed)} after non-i.i.d. ({spread_points(skewed - iid)})"
         )
     return (
-        f"**What we measured** (test accuracy, {_seed_words(results)}): "
+        f"**What we measured** (test accuracy, {seed_words(results['seeds'])}): "
         + "; ".join(measured)
         + "."
     )
@@ -264,7 +235,7 @@ def renorm_verdict(results: Results) -> str | None:
     renorm = values(results, "batch_renorm", "non_iid")
     if not all(np.isfinite(v).any() for v in (bn_iid, bn, renorm)):
         return None
-    rule = f"{_seed_words(results)}; {_rule()}"
+    rule = f"{seed_words(results['seeds'])}; {rule_words()}"
     lost = mean_std(bn_iid - bn)[0]
     if lost <= 0 or not apart(bn_iid, bn):
         return (
@@ -276,7 +247,8 @@ def renorm_verdict(results: Results) -> str | None:
     shares = (renorm - bn) / (bn_iid - bn)
     said = (
         f"BN loses {spread_points(bn_iid - bn, signed=False)} and Batch Renorm wins "
-        f"back {100 * share:.0f}% of them (per seed {_share(shares)}; {rule})"
+        f"back {100 * share:.0f}% of them (per seed "
+        f"{spread_number(shares, 0, 100, '%')}; {rule})"
     )
     if share <= 0 or not apart(renorm, bn):
         return (
@@ -359,29 +331,32 @@ def batch_statistics_line(results: Results) -> str | None:
 
 def caveats(results: Results) -> str:
     """The seeds, the short training, the staleness of Batch Renorm's own averages
-    (where it ran), and the noise of one accuracy."""
+    (where it ran and they are stale: `pipeline.reporting.text.stale_weight`), and
+    the noise of one accuracy."""
     p = results["params"]
     test_images = results["by_seed"][0]["test_images"]
     steps = results["by_seed"][0]["steps"]
     text = (
         f"Caveats: {len(results['seeds'])} seed(s) "
         f"({', '.join(map(str, results['seeds']))}), one run per setting and seed; "
-        f"{shared(results, 'steps')} steps on "
-        f"{shared(results, 'training_images')} training images"
+        f"{shared_count(results, 'steps')} steps on "
+        f"{shared_count(results, 'training_images')} training images"
     )
-    if "batch_renorm" in normalizations(results):
-        momentum = p["normalizers"]["renorm_momentum"]
+    momentum = p["normalizers"]["renorm_momentum"]
+    remembered = stale_weight(momentum, steps)
+    if "batch_renorm" in normalizations(results) and remembered is not None:
         text += (
             f", after which Batch Renorm's own moving averages (momentum "
             f"{momentum:g}) still give their initial values a weight of "
-            f"{momentum**steps:.0%}"
+            f"{remembered:.0%}"
         )
-    return text + (
-        f". Every number compared is a mean over the seeds with its standard "
-        f"deviation, and {_rule()}. One accuracy near 90% on {test_images:,} test "
-        f"images has a standard error of ≈{100 * standard_error(0.9, test_images):.1f}"
-        " points."
+    error = one_accuracy_error(
+        mean_std(baseline(results))[0], test_images, "the baseline's mean"
     )
+    return (
+        text + f". Every number compared is a mean over the seeds with its standard "
+        f"deviation, and {rule_words()}. {error}"
+    ).rstrip()
 
 
 def non_iid_findings(results: Results) -> list[str]:
