@@ -168,21 +168,23 @@ class Params(Section):
 """,
     "pipeline/experiments/toy/run.py": """\
 def run(params, seed, mnist):
-    return {"squares": [params.value**2, seed**2]}
+    return {"square": params.value**2 + seed}
 """,
     "pipeline/experiments/toy/analysis.py": """\
-def metrics(details):
-    return {"square": details["squares"][0]}
+def metrics(results):
+    return {"squares": [run["square"] for run in results["by_seed"]]}
 
 
-def plots(details):
-    return "n,square\\n" + "".join(
-        f"{n},{square}\\n" for n, square in enumerate(details["squares"])
+def plots(results):
+    return "seed,square\\n" + "".join(
+        f"{run['seed']},{run['square']}\\n" for run in results["by_seed"]
     )
 
 
-def sentence(details):
-    return f"The square of {details['params']['value']} is {details['squares'][0]}."
+def sentence(results):
+    first = results["by_seed"][0]
+    square = first["square"] - first["seed"]
+    return f"The square of {results['params']['value']} is {square}."
 """,
 }
 
@@ -234,10 +236,16 @@ def test_a_toy_experiment_registered_the_documented_way_runs(tmp_path):
     assert "Running stage 'experiment_report@toy'" in output
     assert "Running stage 'train'" not in output
     results = json.loads((project / "results/toy.json").read_text())
-    assert results["squares"] == [49, config["seed"] ** 2]
+    seeds = config["experiments"]["seeds"]
+    assert results["seeds"] == seeds
+    assert [run["seed"] for run in results["by_seed"]] == seeds
     assert results["backend"] == backend and results["params"]["value"] == 7
-    assert json.loads((project / "metrics/toy.json").read_text()) == {"square": 49}
-    assert (project / "metrics/toy.csv").read_text().startswith("n,square\n0,49\n")
+    squares = [49 + seed for seed in seeds]
+    metrics = json.loads((project / "metrics/toy.json").read_text())
+    assert metrics == {"squares": squares}
+    assert (project / "metrics/toy.csv").read_text() == "seed,square\n" + "".join(
+        f"{seed},{square}\n" for seed, square in zip(seeds, squares, strict=True)
+    )
     page = (project / "reports/toy.html").read_text()
     assert f"<title>bnk: a toy experiment ({BACKEND_NAMES[backend]})</title>" in page
     assert "The square of 7 is 49." in page
