@@ -7,9 +7,6 @@ DataParallel on simulated devices, the converted model with synchronized=True
 training as one device does on the global batch."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import BACKENDS, in_one_suite_run, to_numpy
+from data_parallel import DEVICES, run_python
 
 import bnk
 
@@ -401,14 +399,10 @@ def test_converted_model_loads_under_other_backend(tmp_path, rng, other):
     model.save(path)
     x = rng.normal(1.0, 2.0, (BATCH, 8, 8, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
-    subprocess.run(
-        [sys.executable, "-c", LOAD_AND_PREDICT, str(path), str(tmp_path / "x.npy"),
-         str(tmp_path / "y.npy"), str(tmp_path / "configs.json")],
-        env={**os.environ, "KERAS_BACKEND": other,
-             "PYTHONPATH": os.pathsep.join(
-                 filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))},
-        check=True,
-        timeout=600,
+    run_python(
+        ["-c", LOAD_AND_PREDICT, path, tmp_path / "x.npy", tmp_path / "y.npy",
+         tmp_path / "configs.json"],
+        other,
     )
     configs = [layer.get_config() for _, layer in walk(model)
                if isinstance(layer, bnk.BatchNorm)]
@@ -528,16 +522,8 @@ def test_a_setting_bnk_has_no_counterpart_for_is_named():
 def test_jax_data_parallel_converted_model_trains_as_one_device(tmp_path):
     """One fit step under keras.distribution.DataParallel on 4 simulated devices (a
     JAX subprocess) equals the same step on one device with the global batch."""
-    devices = "--xla_force_host_platform_device_count=4"
-    flags = f"{os.environ.get('XLA_FLAGS', '')} {devices}".strip()
-    python_path = [str(HERE.parent), os.environ.get("PYTHONPATH", "")]
-    subprocess.run(
-        [sys.executable, str(HERE / "swap_jax.py"), str(tmp_path / "jax.npz")],
-        env={**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": flags,
-             "PYTHONPATH": os.pathsep.join(filter(None, python_path))},
-        check=True,
-        timeout=600,
-    )
+    run_python([HERE / "swap_jax.py", tmp_path / "jax.npz"], "jax",
+               simulated_devices=DEVICES)
     results = np.load(tmp_path / "jax.npz")
     for i, name in enumerate(results["names"]):
         expected = results[f"one_device.{i}"]

@@ -7,34 +7,16 @@ computed to .npz files for the test to compare; each runs in one suite run, that
 the backend it exercises (`in_one_suite_run`).
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import in_one_suite_run, random_bn_weights, to_numpy
+from data_parallel import DEVICES, run_python
 
 import bnk
 
 HERE = Path(__file__).resolve().parent
-
-
-def run_helper(backend, *args, env=None):
-    """Run tests/replicas_<backend>.py under `backend`, with this checkout's bnk."""
-    python_path = [str(HERE.parent), os.environ.get("PYTHONPATH", "")]
-    subprocess.run(
-        [sys.executable, str(HERE / f"replicas_{backend}.py"), *map(str, args)],
-        env={
-            **os.environ,
-            "KERAS_BACKEND": backend,
-            "PYTHONPATH": os.pathsep.join(filter(None, python_path)),
-            **(env or {}),
-        },
-        check=True,
-        timeout=600,
-    )
 
 
 @pytest.mark.parametrize("mask", ["none", "partial", "all"])
@@ -82,9 +64,8 @@ def test_cannot_be_combined_with_virtual_batch_size():
 def test_jax_data_parallel_fit_step_equals_one_device(tmp_path):
     """On 4 devices, both with synchronized=True and without: Keras compiles one
     program over the sharded batch, whose statistics are global."""
-    devices = "--xla_force_host_platform_device_count=4"
-    flags = f"{os.environ.get('XLA_FLAGS', '')} {devices}".strip()
-    run_helper("jax", tmp_path / "jax.npz", env={"XLA_FLAGS": flags})
+    run_python([HERE / "replicas_jax.py", tmp_path / "jax.npz"], "jax",
+               simulated_devices=DEVICES)
     results = np.load(tmp_path / "jax.npz")
     for i, name in enumerate(results["names"]):
         expected = results[f"one_device.{i}"]
@@ -100,7 +81,7 @@ def test_jax_data_parallel_fit_step_equals_one_device(tmp_path):
 @pytest.fixture(scope="module")
 def mirrored(tmp_path_factory):
     path = tmp_path_factory.mktemp("tensorflow") / "tensorflow.npz"
-    run_helper("tensorflow", path)
+    run_python([HERE / "replicas_tensorflow.py", path], "tensorflow")
     return dict(np.load(path))
 
 
@@ -140,7 +121,7 @@ SHARD_MEANS = ["0,0", "0,1e4", "1e4,1e4"]
 @pytest.fixture(scope="module")
 def gloo(tmp_path_factory):
     out = tmp_path_factory.mktemp("torch")
-    run_helper("torch", out, *SHARD_MEANS)
+    run_python([HERE / "replicas_torch.py", out, *SHARD_MEANS], "torch")
     return out
 
 
