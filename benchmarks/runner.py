@@ -70,28 +70,23 @@ def worker_environment(
     return env
 
 
-class Worker:
-    """A `benchmarks.worker` subprocess, spoken to in JSON lines.
+class JsonLinesWorker:
+    """A worker subprocess spoken to in JSON lines: one request a line on its stdin,
+    one answer a line on its stdout.
 
     Args:
-        name: one of `WORKERS`: a Keras backend, TensorFlow with oneDNN on or
-            off, or `torch-native`.
-        args: the parsed command line of `benchmarks.run`; the worker gets
-            its `WORKER_OPTIONS` and `no_torch_compile`, and `max_isa` decides
-            its `ISA_CAPS`.
-        log_dir: the worker's stderr goes to `log_dir / f"{name}.log"`.
+        name: what messages call it.
+        command: its command line, run in the project's root.
+        env: its environment.
+        log_path: where its stderr goes.
     """
 
-    def __init__(self, name: str, args: argparse.Namespace, log_dir: Path) -> None:
+    def __init__(
+        self, name: str, command: Sequence[str], env: dict[str, str], log_path: Path
+    ) -> None:
         self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        env = worker_environment(name, args.max_isa, dict(os.environ))
-        command = [sys.executable, "-m", "benchmarks.worker", "--backend", name]
-        for option in WORKER_OPTIONS:
-            command += ["--" + option.replace("_", "-"), str(getattr(args, option))]
-        if args.no_torch_compile:
-            command.append("--no-torch-compile")
-        with open(self.log_path, "w") as log:
+        self.log_path = log_path
+        with open(log_path, "w") as log:
             self.process = subprocess.Popen(
                 command,
                 cwd=ROOT,
@@ -101,7 +96,6 @@ class Worker:
                 stderr=log,
                 text=True,
             )
-        self.info = self.configs = None
 
     def receive(self) -> dict[str, Any]:
         """The worker's next message; raises with its log's tail if it ended."""
@@ -114,23 +108,11 @@ class Worker:
             )
         return json.loads(line)
 
-    def wait_ready(self) -> None:
-        """Waits until the worker has built and warmed up its configurations."""
-        message = self.receive()
-        self.info, self.configs = message["info"], message["configs"]
-
-    def measure(self, config: str) -> dict[str, Any]:
-        """One measurement of `config`: seconds, work, its unit and device."""
-        self.process.stdin.write(json.dumps({"run": config}) + "\n")
+    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The worker's answer to `request`."""
+        self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         return self.receive()
-
-    def profile(self, config: str) -> dict[str, Any] | None:
-        """The ops of a few training steps of `config` and of its model with no
-        BN (`benchmarks.worker.KerasBench.profile`), or None."""
-        self.process.stdin.write(json.dumps({"profile": config}) + "\n")
-        self.process.stdin.flush()
-        return self.receive()["profile"]
 
     def close(self) -> None:
         """Asks the worker to quit, and kills it if it does not within a minute."""
@@ -141,6 +123,43 @@ class Worker:
                 self.process.wait(timeout=60)
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
+
+
+class Worker(JsonLinesWorker):
+    """A `benchmarks.worker` subprocess.
+
+    Args:
+        name: one of `WORKERS`: a Keras backend, TensorFlow with oneDNN on or
+            off, or `torch-native`.
+        args: the parsed command line of `benchmarks.run`; the worker gets
+            its `WORKER_OPTIONS` and `no_torch_compile`, and `max_isa` decides
+            its `ISA_CAPS`.
+        log_dir: the worker's stderr goes to `log_dir / f"{name}.log"`.
+    """
+
+    def __init__(self, name: str, args: argparse.Namespace, log_dir: Path) -> None:
+        env = worker_environment(name, args.max_isa, dict(os.environ))
+        command = [sys.executable, "-m", "benchmarks.worker", "--backend", name]
+        for option in WORKER_OPTIONS:
+            command += ["--" + option.replace("_", "-"), str(getattr(args, option))]
+        if args.no_torch_compile:
+            command.append("--no-torch-compile")
+        super().__init__(name, command, env, log_dir / f"{name}.log")
+        self.info = self.configs = None
+
+    def wait_ready(self) -> None:
+        """Waits until the worker has built and warmed up its configurations."""
+        message = self.receive()
+        self.info, self.configs = message["info"], message["configs"]
+
+    def measure(self, config: str) -> dict[str, Any]:
+        """One measurement of `config`: seconds, work, its unit and device."""
+        return self.ask({"run": config})
+
+    def profile(self, config: str) -> dict[str, Any] | None:
+        """The ops of a few training steps of `config` and of its model with no
+        BN (`benchmarks.worker.KerasBench.profile`), or None."""
+        return self.ask({"profile": config})["profile"]
 
 
 def interleaved_order(workers: Sequence[Worker]) -> list[tuple[Worker, str]]:

@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ import numpy as np
 
 from benchmarks import machine
 from benchmarks.analysis import GOALS, backend_of, paired, summarize
-from benchmarks.runner import worker_environment
+from benchmarks.runner import JsonLinesWorker, worker_environment
 
 if TYPE_CHECKING:  # Imported for real only in a worker, once KERAS_BACKEND is set.
     import keras
@@ -119,50 +118,17 @@ def serve(args: argparse.Namespace) -> None:
         protocol.write(json.dumps(message) + "\n")
 
 
-class Worker:
-    """A `benchmarks.swap --worker` subprocess, spoken to in JSON lines."""
+class Worker(JsonLinesWorker):
+    """A `benchmarks.swap --worker` subprocess; its stderr goes to
+    `log_dir / f"swap-{name}.log"`."""
 
     def __init__(self, name: str, args: argparse.Namespace, log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"swap-{name}.log"
         command = [sys.executable, "-m", "benchmarks.swap", "--worker", name]
         for option in ("rounds", "steps", "batch", "size", "warmup", "seed"):
             command += [f"--{option}", str(getattr(args, option))]
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=worker_environment(name, None, dict(os.environ)),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-            )
+        env = worker_environment(name, None, dict(os.environ))
+        super().__init__(name, command, env, log_dir / f"swap-{name}.log")
         self.info: dict[str, Any] = {}
-
-    def receive(self) -> dict[str, Any]:
-        line = self.process.stdout.readline()
-        if not line:
-            tail = self.log_path.read_text().splitlines()[-20:]
-            raise RuntimeError(
-                f"worker {self.name} ended (exit {self.process.wait()}):\n"
-                + "\n".join(tail)
-            )
-        return json.loads(line)
-
-    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        return self.receive()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.write(json.dumps({"quit": True}) + "\n")
-                self.process.stdin.close()
-                self.process.wait(timeout=60)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
