@@ -121,9 +121,11 @@ class BatchNorm(keras.layers.Layer):
     - `momentum` defaults to 0.9, the seed tutorial's decay; Keras uses 0.99.
     - The variance is always computed in two passes (see
       `bnk.functional.moments`), so inputs with a large mean keep their
-      precision on every backend; Keras's layer on torch does not. Each
-      reduction runs over one axis at a time, which keeps TensorFlow's CPU
-      statistics of large batches in float32 precision.
+      precision on every backend; Keras's layer on torch does not. On
+      TensorFlow each sum runs over one axis at a time, which keeps its CPU
+      statistics of large batches in float32 precision; JAX's and torch's
+      sums over every axis at once are precise already (see
+      `bnk.functional.reduces_one_axis_at_a_time`).
     - A channel without unmasked entries (an all-masked batch, say) is
       normalized with the moving statistics and leaves them untouched;
       Keras's layer uses mean 0 and variance 0 and pulls them towards those.
@@ -520,10 +522,9 @@ class BatchNorm(keras.layers.Layer):
         channels[channel_axis] = -1
         gamma = self._per_channel(self.gamma, x.dtype, channels)
         beta = self._per_channel(self.beta, x.dtype, channels)
-        moving_mean = self._per_channel(self.moving_mean, x.dtype, channels)
-        moving_variance = self._per_channel(self.moving_variance, x.dtype, channels)
 
         if not training:
+            moving_mean, moving_variance = self._moving_statistics(x.dtype, channels)
             outputs = normalize(
                 x, moving_mean, moving_variance, gamma, beta, self.epsilon
             )
@@ -556,6 +557,7 @@ class BatchNorm(keras.layers.Layer):
         has_data = None
         if mask is not None:
             has_data = count > 0
+            moving_mean, moving_variance = self._moving_statistics(x.dtype, channels)
             mean = ops.where(has_data, mean, moving_mean)
             variance = ops.where(has_data, variance, moving_variance)
             deviations = x - mean  # `mean` may have changed.
@@ -598,6 +600,17 @@ class BatchNorm(keras.layers.Layer):
         if variable is None:
             return None
         return ops.reshape(ops.cast(variable, dtype), channels)
+
+    def _moving_statistics(
+        self, dtype: str, channels: list[int]
+    ) -> tuple[Tensor, Tensor]:
+        """The moving mean and variance as per-channel tensors, taken only where
+        they are read: training without a mask just updates them (through
+        `_Follower`), and on torch eager each costs three aten ops."""
+        return (
+            self._per_channel(self.moving_mean, dtype, channels),
+            self._per_channel(self.moving_variance, dtype, channels),
+        )
 
     def _renormalize(
         self,

@@ -6,6 +6,7 @@ import pytest
 from conftest import to_numpy
 
 import bnk
+from bnk import functional
 
 
 def test_large_mean_gives_unit_standard_deviation(rng):
@@ -120,18 +121,23 @@ def test_mixed_precision(rng, policy):
     )
 
 
-@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
-def test_statistics_of_a_large_batch_keep_float32_precision(rng, masked):
+def first_block_batch(rng):
     """Like the CNN's first block: 64 x 28 x 28 entries per channel, most of them the
-    same background value (the convolution of MNIST's empty border).
-
-    TensorFlow's reduction over all three axes at once is off by about 7e-5 here;
-    bnk's moments, one axis at a time, stay within a few float32 roundings (about
-    2e-7) on every backend.
-    """
+    same background value (the convolution of MNIST's empty border)."""
     x = np.full((64, 28, 28, 8), 0.01, "float32")
     ink = rng.random(x.shape) < 0.2
     x[ink] = rng.normal(0.3, 0.2, ink.sum())
+    return x
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+def test_statistics_of_a_large_batch_keep_float32_precision(rng, masked):
+    """TensorFlow's reduction over all three axes at once is off by about 7e-5 here;
+    bnk's moments, one axis at a time on TensorFlow and all at once on JAX and torch
+    (`bnk.functional.reduces_one_axis_at_a_time`), stay within a few float32
+    roundings (about 2e-7) on every backend.
+    """
+    x = first_block_batch(rng)
     mask = rng.random(x.shape[:-1]) > 0.3 if masked else np.ones(x.shape[:-1], bool)
     layer = bnk.BatchNorm(momentum=0.0)
     layer(x, training=True, mask=mask if masked else None)
@@ -142,3 +148,42 @@ def test_statistics_of_a_large_batch_keep_float32_precision(rng, masked):
     np.testing.assert_allclose(
         to_numpy(layer.moving_variance), kept.var(axis=0), rtol=1e-6
     )
+
+
+def test_one_reduction_over_every_axis_only_where_it_keeps_precision(rng):
+    """Where the backend's sum over every axis at once loses float32 precision on the
+    first block's batch (TensorFlow's CPU kernel: 7e-5), bnk reduces one axis at a
+    time."""
+    x = first_block_batch(rng)
+    exact = x.astype("float64").mean(axis=(0, 1, 2))
+    mean = to_numpy(keras.ops.sum(x, axis=(0, 1, 2))) / (64 * 28 * 28)
+    error = np.max(np.abs(mean - exact) / exact)
+    if error > 1e-6:
+        assert functional.reduces_one_axis_at_a_time(), error
+
+
+def test_statistics_sum_every_axis_at_once_where_the_backend_is_precise(
+    rng, monkeypatch
+):
+    """BN's statistics in training take one `keras.ops.sum` over every reduced axis
+    where `reduces_one_axis_at_a_time` is False, else one per axis, innermost first."""
+    axes_summed = []
+    ops_sum = keras.ops.sum
+
+    def recorded_sum(x, axis=None, keepdims=False):
+        axes_summed.append(axis)
+        return ops_sum(x, axis=axis, keepdims=keepdims)
+
+    monkeypatch.setattr(functional.ops, "sum", recorded_sum)
+    bnk.BatchNorm()(first_block_batch(rng), training=True)
+    one_statistic = [(0, 1, 2)]
+    if functional.reduces_one_axis_at_a_time():
+        one_statistic = [2, 1, 0]
+    assert axes_summed == one_statistic * 2  # The mean, then the variance.
+
+
+def test_reduction_is_chosen_per_backend():
+    assert functional.reduces_one_axis_at_a_time("tensorflow")
+    assert not functional.reduces_one_axis_at_a_time("jax")
+    assert not functional.reduces_one_axis_at_a_time("torch")
+    assert functional.reduces_one_axis_at_a_time("numpy")  # Not measured: the safe one.
