@@ -51,8 +51,8 @@ class OtherMomenta(keras.callbacks.Callback):
         ]
 
     def _values(self) -> list[np.ndarray]:
-        # JAX's fit keeps the variables' values in its own state between epochs;
-        # the layers show them only once synchronized.
+        # JAX's fit keeps the variables' values in its own state until the epoch
+        # ends; the layers show them only once synchronized.
         if keras.backend.backend() == "jax":
             self.model.jax_state_sync()
         return [

@@ -30,7 +30,7 @@ LATE_STEPS = 100
 #: The relative gap at which two trajectories count as clearly apart.
 APART = 0.01
 
-#: Issue 22's goal: the default recipe's mean test accuracy over GOAL_SEEDS seeds.
+#: The project's goal: the default recipe's mean test accuracy over GOAL_SEEDS seeds.
 ACCURACY_GOAL = 0.992
 GOAL_SEEDS = 5
 

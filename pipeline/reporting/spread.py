@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.reporting.text import as_array
+from pipeline.reporting.text import as_array, standard_error
 
 #: How many standard errors of a difference of two means make it more than noise.
 BEYOND = 2.0
@@ -97,6 +97,13 @@ def difference_noise(a: Iterable[float], b: Iterable[float]) -> float:
     a, b = _finite(a), _finite(b)
     variance = sum(mean_std(v)[1] ** 2 / len(v) for v in (a, b) if len(v) > 0)
     return BEYOND * float(np.sqrt(variance))
+
+
+def measurement_noise(accuracy: float, images: int) -> float:
+    """BEYOND standard errors of `accuracy` measured on `images` images: a gap
+    below it is noise however many seeds agree, since every seed is evaluated on
+    the same images."""
+    return BEYOND * standard_error(accuracy, images)
 
 
 def apart(a: Iterable[float], b: Iterable[float]) -> bool:

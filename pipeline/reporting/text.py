@@ -86,12 +86,6 @@ def points(difference: float | None) -> str:
     return f"{100 * difference:+.1f} points"
 
 
-def noise(details: Mapping[str, Any], accuracy: float) -> float:
-    """Twice the standard error of `accuracy` on `details["test_images"]` test
-    images."""
-    return 2 * standard_error(accuracy, details["test_images"])
-
-
 def csv_columns(columns: Mapping[str, Sequence[float | int | None]]) -> str:
     """CSV text of equally long `columns`, by name: a plots file `dvc plots show` draws
     (a missing or non-finite value is an empty cell)."""

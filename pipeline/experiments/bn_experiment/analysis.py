@@ -23,6 +23,7 @@ from pipeline.reporting.spread import (
     apart,
     difference_noise,
     mean_std,
+    measurement_noise,
     over_seeds,
     seed_count,
     seeds_listed,
@@ -37,7 +38,6 @@ from pipeline.reporting.text import (
     decimal,
     percent,
     rate_list,
-    standard_error,
 )
 
 Results = Mapping[str, Any]
@@ -132,12 +132,11 @@ def gap_and_noise(
     a: Sequence[float], b: Sequence[float], images: int
 ) -> tuple[float, float]:
     """The difference of the means of the accuracies `a` and `b` (one per seed), and
-    the noise it must exceed: the larger of twice the standard error of the difference
-    over the seeds and twice the standard error of an accuracy measured on `images`
-    images (every seed is tested on the same images; at 50% at least)."""
+    the noise it must exceed: the larger of `difference_noise` over the seeds and
+    `measurement_noise` of an accuracy on `images` images (at 50% at least)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     top = max(mean_std(a)[0], mean_std(b)[0], 0.5)
-    images_noise = 2 * standard_error(top, images)
+    images_noise = measurement_noise(top, images)
     return mean_std(a)[0] - mean_std(b)[0], max(difference_noise(a, b), images_noise)
 
 
@@ -735,11 +734,12 @@ def cnn_findings(results: Results) -> list[str]:
         f"deviation; Figures 1b/1c and the percentile columns of the Figure 1 table "
         f"show seed {seed_list(results)[0]} only. {convergence_text(results)} "
         f"Every seed is evaluated on the same images, so a difference "
-        f"below about twice the standard error of those images is noise whatever the "
-        f"seeds say: ≈{100 * 2 * standard_error(ref_val, n_val):.1f} points at "
+        f"below {BEYOND:g} standard errors of an accuracy on those images is noise "
+        f"whatever the seeds say: ≈{100 * measurement_noise(ref_val, n_val):.1f} "
+        f"points at "
         f"{100 * ref_val:.0f}% (the median final validation accuracy of the CNN runs "
         f"that trained) on {n_val:,} validation images, "
-        f"≈{100 * 2 * standard_error(ref_test, n_mlp_test):.1f} points at "
+        f"≈{100 * measurement_noise(ref_test, n_mlp_test):.1f} points at "
         f"{100 * ref_test:.0f}% (Figure 1's final accuracy) on {n_mlp_test:,} test "
         f"images."
     )
