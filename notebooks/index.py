@@ -379,6 +379,10 @@ others_off = [
     f"{BACKEND_NAMES[b]} is off by {errors[b]['keras.ops.mean']:.0e}"
     for b in backends if b != "tensorflow"
 ]
+one_sum = [BACKEND_NAMES[b] for b in backends if b != "tensorflow"]
+one_sum_errors = [
+    f"{errors[b]['bnk.functional.moments']:.0e}" for b in backends if b != "tensorflow"
+]
 display(Markdown(
     "The table above is the relative error, against a float64 mean, of the batch mean "
     "BatchNorm takes of the first convolution's output "
@@ -389,8 +393,10 @@ display(Markdown(
        f"{errors['tensorflow']['keras.ops.mean']:.0e}"
        + (f", where {' and '.join(others_off)}" if others_off else "")
        + ". On TensorFlow bnk sums one axis at a time, which brings it to "
-       f"{errors['tensorflow']['bnk.functional.moments']:.0e}; JAX and torch sum "
-       "every axis at once, which is as precise there. "
+       f"{errors['tensorflow']['bnk.functional.moments']:.0e}"
+       + (f"; on {' and '.join(one_sum)}, bnk's one sum over every axis is off by "
+          f"{' and '.join(one_sum_errors)}" if one_sum else "")
+       + ". "
        if "tensorflow" in errors else "")
     + "BN's backward pass, in closed form, takes its sums the same way. "
     "The convolutions' gradients are the backends' own kernels, though: the gradient "

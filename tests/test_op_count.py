@@ -1,5 +1,5 @@
 """On torch eager every aten op run costs its dispatch, whatever its size: bnk's BN
-runs fewer of them than Keras's own layer (issue 23: at most 4/5 of Keras's)."""
+runs at most four fifths as many of them as Keras's own layer."""
 
 import keras
 import pytest
@@ -30,8 +30,8 @@ def aten_op_runs(layer, x):
 
 
 def test_bn_runs_at_most_four_fifths_of_keras_aten_ops(rng):
-    """The first block's activation. Measured (torch 2.13): 95 against 166; before
-    issue 23, 175, each statistic summed one axis at a time."""
+    """The first block's activation. Measured (torch 2.13): 95 against 166; 175 when
+    each statistic was summed one axis at a time."""
     x = rng.normal(0.3, 0.2, (64, 28, 28, 32)).astype("float32")
     ours = aten_op_runs(bnk.BatchNorm(), x)
     theirs = aten_op_runs(keras.layers.BatchNormalization(), x)

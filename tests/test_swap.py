@@ -290,9 +290,10 @@ def sgd_steps(models, dtype):
 # MobileNetV2 on JAX sits on a knife edge: in a dozen BN layers some outputs lie
 # within 1e-5 (down to 6e-8) of ReLU6's kink at 0, so rounding decides whether their
 # gradient passes. With bnk's sums one axis at a time it was 0.07% from Keras in
-# float32 but 1.05% in float64; with one sum over every axis (bnk since issue 23)
-# 1.02% in float32, 0.001% in float64. Against Keras's float64 step, Keras's own
-# float32 step is off by 0.23%, bnk's by 0.24% before issue 23 and 1.05% since.
+# float32 but 1.05% in float64; with one sum over every axis (bnk's form on JAX
+# now) 1.02% in float32, 0.001% in float64. Against Keras's float64 step, Keras's
+# own float32 step is off by 0.23%, bnk's by 0.24% with sums one axis at a time
+# and 1.05% with one sum: which rounding flips a gradient at the kink is chance.
 STEP_TOLERANCE = {
     "ResNet50": 5e-2, "MobileNetV2": 2e-2, "EfficientNetB0": 1e-3, "nested": 1e-5,
 }
