@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.analysis import CLOSED_FORM, KERAS_BN, NO_BN
+
 HERE = Path(__file__).resolve().parent
 #: bnk's closed form adds at most this fraction of the runs Keras's layer adds.
 GOAL = 0.8
@@ -65,7 +67,6 @@ def aten_runs_per_step(
 def added_by_bn(batch: int = BATCH, steps: int = STEPS) -> dict[str, float]:
     """Each normalization of `benchmarks.worker.normalizations` (by label) ->
     the aten op runs per training step it adds to the network without BN."""
-    from benchmarks.analysis import NO_BN
     from benchmarks.worker import normalizations
 
     variants = normalizations()
@@ -78,8 +79,6 @@ def added_by_bn(batch: int = BATCH, steps: int = STEPS) -> dict[str, float]:
 
 def verdict(added: Mapping[str, float]) -> str:
     """Whether bnk's closed form adds at most GOAL of what Keras's layer adds."""
-    from benchmarks.analysis import CLOSED_FORM, KERAS_BN
-
     ours, theirs = added[CLOSED_FORM], added[KERAS_BN]
     ratio = ours / theirs
     outcome = "PASS" if ratio <= GOAL else "MISS"
@@ -92,8 +91,6 @@ def verdict(added: Mapping[str, float]) -> str:
 
 def markdown(added: Mapping[str, float], versions: Mapping[str, str]) -> str:
     """op_count.md: the counts, the verdict, and what produced them."""
-    from benchmarks.analysis import KERAS_BN
-
     rows = [
         f"| {label} | {runs:.0f} | {runs / added[KERAS_BN]:.2f} |"
         for label, runs in added.items()
